@@ -1,0 +1,39 @@
+// Command sw-connector dials out to sw-listener and serves its tunnels.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/socket-warp/socket-warp/connector"
+	"github.com/socket-warp/socket-warp/shared/logging"
+)
+
+func main() {
+	cfg, err := connector.LoadConfig()
+	if err != nil {
+		fail(2, "configuration: %s", err)
+	}
+	log, err := logging.New(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fail(2, "%s", err)
+	}
+	defer log.Sync()
+	c, err := connector.New(cfg, log)
+	if err != nil {
+		fail(1, "%s", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_ = c.Run(ctx)
+}
+
+// fail prints one line: joined errors become "; "-separated.
+func fail(code int, format string, err error) {
+	fmt.Fprintf(os.Stderr, "sw-connector: "+format+"\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	os.Exit(code)
+}

@@ -1,0 +1,166 @@
+package connector
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Duration reads "20s"-style strings from settings.json and the environment.
+type Duration time.Duration
+
+// UnmarshalJSON accepts a Go duration string ("20s", "1m30s").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"20s\", got %s", b)
+	}
+	return d.Decode(s)
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Decode implements envconfig.Decoder.
+func (d *Duration) Decode(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"20s\": %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is sw-connector's configuration: settings.json (the original keys)
+// with every key overridable by an SWC_ environment variable.
+type Config struct {
+	ClientCertPath string `json:"client_cert_path" envconfig:"SWC_CLIENT_CERT_PATH"`
+	ClientKeyPath  string `json:"client_key_path" envconfig:"SWC_CLIENT_KEY_PATH"`
+	CACertPath     string `json:"ca_cert_path" envconfig:"SWC_CA_CERT_PATH"`
+	ServerName     string `json:"server_name" envconfig:"SWC_SERVER_NAME"`
+	ServicePort    int    `json:"service_port" envconfig:"SWC_SERVICE_PORT"`
+	// ServerAddress is dialled instead of ServerName when set; the
+	// certificate is still checked against ServerName.
+	ServerAddress string `json:"server_address" envconfig:"SWC_SERVER_ADDRESS"`
+
+	KeepAlive     Duration `json:"keep_alive" envconfig:"SWC_KEEPALIVE"`
+	IdleTimeout   Duration `json:"idle_timeout" envconfig:"SWC_IDLE_TIMEOUT"`
+	DialTimeout   Duration `json:"dial_timeout" envconfig:"SWC_DIAL_TIMEOUT"`
+	HeaderTimeout Duration `json:"header_timeout" envconfig:"SWC_HEADER_TIMEOUT"`
+	RetryMin      Duration `json:"retry_min" envconfig:"SWC_RETRY_MIN"`
+	RetryMax      Duration `json:"retry_max" envconfig:"SWC_RETRY_MAX"`
+
+	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL"`
+	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT"`
+}
+
+// Defaults are the values of every setting nobody sets.
+func Defaults() Config {
+	return Config{
+		ServicePort:   11443,
+		KeepAlive:     Duration(20 * time.Second),
+		IdleTimeout:   Duration(60 * time.Second),
+		DialTimeout:   Duration(10 * time.Second),
+		HeaderTimeout: Duration(10 * time.Second),
+		RetryMin:      Duration(time.Second),
+		RetryMax:      Duration(30 * time.Second),
+		LogLevel:      "info",
+		LogFormat:     "console",
+	}
+}
+
+// DefaultSettingsPath is read when SWC_SETTINGS is not set.
+const DefaultSettingsPath = "./settings.json"
+
+// LoadConfig reads the settings file named by SWC_SETTINGS (default
+// ./settings.json), then the environment. The default file may be absent
+// when the environment supplies everything; a file named explicitly must exist.
+func LoadConfig() (Config, error) {
+	c := Defaults()
+	path, explicit := os.LookupEnv("SWC_SETTINGS")
+	if !explicit || path == "" {
+		path, explicit = DefaultSettingsPath, false
+	}
+	if err := c.loadFile(path, explicit); err != nil {
+		return c, err
+	}
+	if err := envconfig.Process("", &c); err != nil {
+		return c, fmt.Errorf("environment: %w", err)
+	}
+	return c, c.Validate()
+}
+
+func (c *Config) loadFile(path string, mustExist bool) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !mustExist {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("settings file %s: %w", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// An unknown key is almost always a typo that would otherwise be
+	// silently ignored.
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("settings file %s: %w", path, describeJSONError(data, err))
+	}
+	return nil
+}
+
+func describeJSONError(data []byte, err error) error {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		line := 1 + bytes.Count(data[:min(int(syntax.Offset), len(data))], []byte("\n"))
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return fmt.Errorf("key %q must be a %s, not %s", typ.Field, typ.Type, typ.Value)
+	}
+	return err
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, f := range []struct{ key, env, value string }{
+		{"client_cert_path", "SWC_CLIENT_CERT_PATH", c.ClientCertPath},
+		{"client_key_path", "SWC_CLIENT_KEY_PATH", c.ClientKeyPath},
+		{"ca_cert_path", "SWC_CA_CERT_PATH", c.CACertPath},
+		{"server_name", "SWC_SERVER_NAME", c.ServerName},
+	} {
+		if strings.TrimSpace(f.value) == "" {
+			add("%s (%s) is not set", f.key, f.env)
+		}
+	}
+	if c.ServicePort < 1 || c.ServicePort > 65535 {
+		add("service_port (SWC_SERVICE_PORT) %d is outside 1-65535", c.ServicePort)
+	}
+	for _, f := range []struct {
+		key string
+		d   Duration
+	}{
+		{"keep_alive (SWC_KEEPALIVE)", c.KeepAlive}, {"idle_timeout (SWC_IDLE_TIMEOUT)", c.IdleTimeout},
+		{"dial_timeout (SWC_DIAL_TIMEOUT)", c.DialTimeout}, {"header_timeout (SWC_HEADER_TIMEOUT)", c.HeaderTimeout},
+		{"retry_min (SWC_RETRY_MIN)", c.RetryMin}, {"retry_max (SWC_RETRY_MAX)", c.RetryMax},
+	} {
+		if f.d <= 0 {
+			add("%s must be positive", f.key)
+		}
+	}
+	if c.KeepAlive >= c.IdleTimeout && c.IdleTimeout > 0 {
+		add("keep_alive %s must be shorter than idle_timeout %s", time.Duration(c.KeepAlive), time.Duration(c.IdleTimeout))
+	}
+	if c.RetryMin > c.RetryMax {
+		add("retry_min %s is larger than retry_max %s", time.Duration(c.RetryMin), time.Duration(c.RetryMax))
+	}
+	return errors.Join(errs...)
+}

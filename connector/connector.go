@@ -1,0 +1,271 @@
+// Package connector is sw-connector as a library: New(cfg, log).Run(ctx).
+//
+// The connector runs inside a network that allows no inbound traffic. It
+// dials out to sw-listener over QUIC with its client certificate, keeps that
+// connection up forever, and for every stream the listener opens dials the
+// target named in the stream header and relays bytes both ways.
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/connector/backoff"
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/relay"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+// MaxStreams is how many tunnelled connections a listener may have open at
+// once on one connector. quic-go's default of 100 would stall the 101st client.
+const MaxStreams = 1 << 16
+
+// Connector is one sw-connector.
+type Connector struct {
+	cfg      Config
+	log      *zap.Logger
+	tlsConf  *tls.Config
+	quicConf *quic.Config
+	addr     string
+}
+
+// New loads the certificates; a missing or broken file stops the daemon here.
+func New(cfg Config, log *zap.Logger) (*Connector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cert, err := tlsutil.LoadKeyPair(cfg.ClientCertPath, cfg.ClientKeyPath)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := tlsutil.LoadCertPool(cfg.CACertPath)
+	if err != nil {
+		return nil, err
+	}
+	host := cfg.ServerAddress
+	if host == "" {
+		host = cfg.ServerName
+	}
+	return &Connector{
+		cfg:     cfg,
+		log:     log,
+		tlsConf: tlsutil.ClientConfig(cert, pool, cfg.ServerName),
+		quicConf: &quic.Config{
+			KeepAlivePeriod:       time.Duration(cfg.KeepAlive),
+			MaxIdleTimeout:        time.Duration(cfg.IdleTimeout),
+			HandshakeIdleTimeout:  10 * time.Second,
+			MaxIncomingStreams:    MaxStreams,
+			MaxIncomingUniStreams: -1,
+		},
+		addr: net.JoinHostPort(host, strconv.Itoa(cfg.ServicePort)),
+	}, nil
+}
+
+// Dial makes one connection attempt.
+func (c *Connector) Dial(ctx context.Context) (*quic.Conn, error) {
+	conn, err := quic.DialAddr(ctx, c.addr, c.tlsConf, c.quicConf)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+	}
+	return conn, nil
+}
+
+// Run keeps a connection to the listener until ctx ends. Every failure is
+// retried with backoff; a connection that stayed up for a while resets it.
+func (c *Connector) Run(ctx context.Context) error {
+	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
+	healthy := time.Duration(c.cfg.RetryMax)
+	for attempt := 1; ; attempt++ {
+		conn, err := c.Dial(ctx)
+		if ctx.Err() != nil {
+			if conn != nil {
+				_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+			}
+			return nil
+		}
+		var reason error
+		if err != nil {
+			reason = err
+		} else {
+			attempt = 0
+			since := time.Now()
+			reason = c.serve(ctx, conn)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if time.Since(since) >= healthy {
+				bo.Reset()
+			}
+		}
+		delay := bo.Next()
+		if isGoingAway(reason) {
+			// The listener is restarting: come back as soon as it is up.
+			bo.Reset()
+			delay = bo.Next()
+		}
+		fields := []zap.Field{zap.String("server", c.addr), logging.Reason(describe(reason)), zap.Duration("retry_in", delay)}
+		if isRefusal(reason) {
+			// Retrying will not help until someone fixes the certificate or
+			// the other connector; say so loudly, but keep trying.
+			c.log.Error("listener refused this connector", fields...)
+		} else if attempt > 0 {
+			c.log.Warn("connect failed", append(fields, zap.Int("attempt", attempt))...)
+		} else {
+			c.log.Warn("connection lost", fields...)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// serve accepts the listener's streams until the connection ends, and
+// returns why it ended. It returns only after every stream handler has.
+func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
+	c.log.Info("connected", zap.String("server", c.addr), logging.Remote(conn.RemoteAddr().String()))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() {
+		_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+	})
+	defer stop()
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			if cause := context.Cause(conn.Context()); cause != nil {
+				return cause
+			}
+			return err
+		}
+		wg.Go(func() { c.handleStream(conn.Context(), st) })
+	}
+}
+
+// handleStream reads the header, dials the target, sends the verdict, relays.
+func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
+	start := time.Now()
+	log := c.log.With(logging.Stream(int64(st.StreamID())))
+
+	// A listener that opens a stream and sends nothing must not pin this
+	// goroutine forever.
+	_ = st.SetReadDeadline(start.Add(time.Duration(c.cfg.HeaderTimeout)))
+	hdr, err := wire.ReadHeader(st)
+	_ = st.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.refuse(st, wire.VerdictBadHeader, err.Error())
+		log.Warn("stream refused", logging.Reason(err.Error()))
+		return
+	}
+	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))
+	log = log.With(logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
+
+	d := net.Dialer{Timeout: time.Duration(c.cfg.DialTimeout)}
+	tc, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
+		c.refuse(st, wire.VerdictDialFailed, reason)
+		log.Warn("stream refused", logging.Reason(reason))
+		return
+	}
+	if _, err := st.Write(wire.AppendVerdict(nil, wire.VerdictOK, "")); err != nil {
+		tc.Close()
+		relay.Stream(st).Abort(wire.StreamCodeAborted)
+		log.Warn("stream refused", logging.Reason(fmt.Sprintf("write verdict: %v", err)))
+		return
+	}
+	log.Info("tunnel opened")
+	res := relay.Relay(ctx, relay.Stream(st), relay.TCP(tc.(*net.TCPConn)), relay.Counters{})
+	log.Info("tunnel closed", logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
+		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))
+}
+
+// refuse sends a failure verdict and ends the stream. It drains, for a short
+// while, what the listener pipelined behind the header: stopping the read at
+// once would make the listener fail on its write and lose the verdict's reason.
+func (c *Connector) refuse(st *quic.Stream, v wire.Verdict, reason string) {
+	_, _ = st.Write(wire.AppendVerdict(nil, v, reason))
+	_ = st.Close()
+	_ = st.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 512)
+	for {
+		if _, err := st.Read(buf); err != nil {
+			break
+		}
+	}
+	st.CancelRead(quic.StreamErrorCode(wire.StreamCodeRefused))
+}
+
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+func isGoingAway(err error) bool {
+	var app *quic.ApplicationError
+	return errors.As(err, &app) && app.Remote && app.ErrorCode == wire.CodeGoingAway
+}
+
+// isRefusal tells a listener's deliberate "no" from a network failure.
+func isRefusal(err error) bool {
+	var app *quic.ApplicationError
+	if errors.As(err, &app) && app.Remote {
+		return app.ErrorCode == wire.CodeDuplicateUID || app.ErrorCode == wire.CodeUnauthorized
+	}
+	var te *quic.TransportError
+	return errors.As(err, &te) && te.ErrorCode.IsCryptoError()
+}
+
+// describe words a connection failure for a person reading the log.
+func describe(err error) string {
+	var (
+		app  *quic.ApplicationError
+		idle *quic.IdleTimeoutError
+		hs   *quic.HandshakeTimeoutError
+		te   *quic.TransportError
+	)
+	switch {
+	case err == nil:
+		return "closed"
+	case errors.As(err, &app) && app.Remote:
+		return fmt.Sprintf("listener closed the connection: %s: %s", wire.CodeString(uint64(app.ErrorCode)), app.ErrorMessage)
+	case errors.As(err, &idle):
+		return "no packet from the listener within the idle timeout"
+	case errors.As(err, &hs):
+		return "no answer from the listener (handshake timeout): is it running, and is UDP allowed out?"
+	case errors.As(err, &te) && te.ErrorCode.IsCryptoError():
+		return fmt.Sprintf("TLS handshake failed: %v", err)
+	default:
+		return err.Error()
+	}
+}
+
+func streamReason(err error) string {
+	var se *quic.StreamError
+	switch {
+	case err == nil:
+		return "done"
+	case errors.Is(err, relay.ErrClosed):
+		return "connector shutting down"
+	case errors.As(err, &se) && se.Remote:
+		return "listener reset the stream: " + wire.CodeString(uint64(se.ErrorCode))
+	default:
+		return err.Error()
+	}
+}

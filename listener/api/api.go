@@ -1,0 +1,264 @@
+// Package api is sw-listener's HTTP API: open, close and list tunnelled ports.
+//
+// Every error is JSON {"error": "..."} that says what is wrong; a malformed
+// request never changes any state.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+)
+
+// MaxBodyBytes caps request bodies; the largest valid one is far smaller.
+const MaxBodyBytes = 64 << 10
+
+// Sentinel errors a Service returns (wrapped) for the API to map to statuses.
+var (
+	ErrNotConnected = errors.New("uid is not connected")
+	ErrAlreadyOpen  = errors.New("port is already open")
+	ErrNotOpen      = errors.New("port is not open")
+)
+
+// Port is an opened port, exactly the shape POST /open accepts.
+type Port struct {
+	UID            string `json:"uid"`
+	Port           int    `json:"port"`
+	ConnectAddress string `json:"connect_address"`
+	ConnectPort    int    `json:"connect_port"`
+}
+
+// Service is what the API drives.
+type Service interface {
+	Open(ctx context.Context, p Port) error
+	Close(ctx context.Context, port int) (Port, error)
+	List() []Port
+}
+
+// New returns the echo server with every route registered.
+func New(svc Service, log *zap.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(log)
+	h := &handlers{svc: svc, log: log}
+	e.POST("/open", h.open)
+	e.DELETE("/close", h.close)
+	e.GET("/list", h.list)
+	return e
+}
+
+type handlers struct {
+	svc Service
+	log *zap.Logger
+}
+
+type openRequest struct {
+	UID            *string `json:"uid"`
+	Port           *int    `json:"port"`
+	ConnectAddress *string `json:"connect_address"`
+	ConnectPort    *int    `json:"connect_port"`
+}
+
+type closeRequest struct {
+	Port *int `json:"port"`
+}
+
+func (h *handlers) open(c echo.Context) error {
+	var req openRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	var missing []string
+	if req.UID == nil {
+		missing = append(missing, "uid")
+	}
+	if req.Port == nil {
+		missing = append(missing, "port")
+	}
+	if req.ConnectAddress == nil {
+		missing = append(missing, "connect_address")
+	}
+	if req.ConnectPort == nil {
+		missing = append(missing, "connect_port")
+	}
+	if len(missing) > 0 {
+		return badRequest("missing field(s): %s", strings.Join(missing, ", "))
+	}
+	p := Port{UID: *req.UID, Port: *req.Port, ConnectAddress: *req.ConnectAddress, ConnectPort: *req.ConnectPort}
+	if err := validate(p); err != nil {
+		return err
+	}
+	if err := h.svc.Open(c.Request().Context(), p); err != nil {
+		return serviceError(err)
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+func validate(p Port) error {
+	var problems []string
+	if strings.TrimSpace(p.UID) == "" {
+		problems = append(problems, "uid is empty")
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		problems = append(problems, fmt.Sprintf("port %d is outside 1-65535", p.Port))
+	}
+	if strings.TrimSpace(p.ConnectAddress) == "" {
+		problems = append(problems, "connect_address is empty")
+	} else if len(p.ConnectAddress) > 253 || strings.ContainsAny(p.ConnectAddress, " \t\r\n/\\") {
+		problems = append(problems, fmt.Sprintf("connect_address %q is not a host name or IP address", p.ConnectAddress))
+	}
+	if p.ConnectPort < 1 || p.ConnectPort > 65535 {
+		problems = append(problems, fmt.Sprintf("connect_port %d is outside 1-65535", p.ConnectPort))
+	}
+	if len(problems) > 0 {
+		return badRequest("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (h *handlers) close(c echo.Context) error {
+	var req closeRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Port == nil {
+		return badRequest("missing field(s): port")
+	}
+	if *req.Port < 1 || *req.Port > 65535 {
+		return badRequest("port %d is outside 1-65535", *req.Port)
+	}
+	p, err := h.svc.Close(c.Request().Context(), *req.Port)
+	if err != nil {
+		return serviceError(err)
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+func (h *handlers) list(c echo.Context) error {
+	ports := h.svc.List()
+	if ports == nil {
+		ports = []Port{}
+	}
+	return c.JSON(http.StatusOK, ports)
+}
+
+// decode reads exactly one JSON object with only known fields. The
+// Content-Type is not checked: curl's -d sends a form type by default, and
+// refusing that helps nobody.
+func decode(c echo.Context, v any) error {
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return decodeError(err)
+		}
+		return badRequest("malformed JSON: unexpected data after the object")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syntax  *json.SyntaxError
+		typ     *json.UnmarshalTypeError
+		tooBig  *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+	case errors.Is(err, io.EOF):
+		return badRequest("malformed JSON: the request body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("malformed JSON: the body ends in the middle of the object")
+	case errors.As(err, &syntax):
+		return badRequest("malformed JSON at byte %d: %v", syntax.Offset, err)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return badRequest("malformed JSON: the body must be an object, not %s", typ.Value)
+		}
+		return badRequest("field %s must be a %s, not %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return badRequest("malformed JSON: %v", err)
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "int", "int64", "float64":
+		return "whole number"
+	default:
+		return goKind
+	}
+}
+
+func badRequest(format string, args ...any) error {
+	return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf(format, args...))
+}
+
+// serviceError maps the service's errors to statuses. An OS bind failure keeps
+// its own words (address already in use, permission denied) so the operator
+// knows what to fix.
+func serviceError(err error) error {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotConnected), errors.Is(err, ErrNotOpen):
+		status = http.StatusNotFound
+	case errors.Is(err, ErrAlreadyOpen), errors.Is(err, syscall.EADDRINUSE):
+		status = http.StatusConflict
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		status = http.StatusForbidden
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		status = http.StatusBadRequest
+	}
+	return echo.NewHTTPError(status, err.Error())
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func errorHandler(log *zap.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status := http.StatusInternalServerError
+		msg := "internal error"
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			status = he.Code
+			if m, ok := he.Message.(string); ok {
+				msg = m
+			} else {
+				msg = strings.ToLower(http.StatusText(status))
+			}
+		}
+		if status >= 500 {
+			log.Error("api request failed", zap.String("method", c.Request().Method),
+				zap.String("path", c.Request().URL.Path), zap.Int("status", status), zap.Error(err))
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(status)
+			return
+		}
+		_ = c.JSON(status, errorBody{Error: msg})
+	}
+}

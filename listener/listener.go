@@ -1,0 +1,315 @@
+// Package listener is sw-listener as a library: New(cfg, log).Run(ctx).
+//
+// Connectors dial in over QUIC with a client certificate; each is bound to
+// its UID. The HTTP API opens TCP ports; every TCP connection accepted on one
+// becomes one QUIC stream to the port's connector, which dials the target.
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/auth"
+	"github.com/socket-warp/socket-warp/listener/registry"
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+// ErrShuttingDown is returned by API calls that arrive during shutdown.
+var ErrShuttingDown = errors.New("listener is shutting down")
+
+// Listener is one sw-listener.
+type Listener struct {
+	cfg       Config
+	log       *zap.Logger
+	verifier  auth.Verifier
+	sessions  *registry.Registry
+	openAddrs []string
+
+	quicLns []*quic.Listener
+	apiLns  []net.Listener
+	api     *echo.Echo
+
+	mu      sync.Mutex // guards the following fields
+	ports   map[int]*binding
+	runCtx  context.Context
+	stopped bool
+}
+
+// New loads the certificates and binds the QUIC and API sockets, so that any
+// problem stops the daemon before it claims to be running. Run must follow.
+func New(cfg Config, log *zap.Logger) (*Listener, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cert, err := tlsutil.LoadKeyPair(cfg.CertPath, cfg.KeyPath)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := tlsutil.LoadCertPool(cfg.CAPath)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		cfg:      cfg,
+		log:      log,
+		verifier: auth.CommonName{},
+		sessions: registry.New(),
+		ports:    map[int]*binding{},
+	}
+	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
+	l.api = api.New(l, log)
+
+	tlsConf := tlsutil.ServerConfig(cert, pool)
+	quicConf := &quic.Config{
+		MaxIdleTimeout:  cfg.IdleTimeout,
+		KeepAlivePeriod: cfg.KeepAlive,
+		// Streams are opened by the listener only; a connector has no
+		// business opening any.
+		MaxIncomingStreams:    -1,
+		MaxIncomingUniStreams: -1,
+	}
+	quicAddrs, _ := SplitAddrs(cfg.Addrs)
+	for _, a := range quicAddrs {
+		ln, err := quic.ListenAddr(hostPort(a, cfg.Port), tlsConf, quicConf)
+		if err != nil {
+			l.closeSockets()
+			return nil, fmt.Errorf("listen for connectors on udp %s: %w", hostPort(a, cfg.Port), err)
+		}
+		l.quicLns = append(l.quicLns, ln)
+	}
+	apiAddrs, _ := SplitAddrs(cfg.APIAddrs)
+	for _, a := range apiAddrs {
+		ln, err := net.Listen("tcp", hostPort(a, cfg.APIPort))
+		if err != nil {
+			l.closeSockets()
+			return nil, fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
+		}
+		l.apiLns = append(l.apiLns, ln)
+	}
+	return l, nil
+}
+
+func (l *Listener) closeSockets() {
+	for _, ln := range l.quicLns {
+		ln.Close()
+	}
+	for _, ln := range l.apiLns {
+		ln.Close()
+	}
+}
+
+// QUICAddrs are the bound QUIC addresses (useful with port 0).
+func (l *Listener) QUICAddrs() []net.Addr {
+	out := make([]net.Addr, len(l.quicLns))
+	for i, ln := range l.quicLns {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// APIAddrs are the bound API addresses.
+func (l *Listener) APIAddrs() []net.Addr {
+	out := make([]net.Addr, len(l.apiLns))
+	for i, ln := range l.apiLns {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// Run serves until ctx ends, then closes every port, tunnel and connection
+// and returns when all of its goroutines have.
+func (l *Listener) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l.mu.Lock()
+	l.runCtx = ctx
+	l.mu.Unlock()
+
+	var wg sync.WaitGroup
+	fatal := make(chan error, len(l.apiLns))
+	servers := make([]*http.Server, len(l.apiLns))
+	for i, ln := range l.apiLns {
+		srv := &http.Server{
+			Handler:           l.api,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          zap.NewStdLog(l.log.Named("http")),
+		}
+		servers[i] = srv
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fatal <- fmt.Errorf("serve API on %s: %w", ln.Addr(), err)
+				cancel()
+			}
+		})
+	}
+	for _, ln := range l.quicLns {
+		wg.Go(func() { l.acceptConnectors(ctx, ln, &wg) })
+	}
+	for _, a := range l.QUICAddrs() {
+		l.log.Info("listening for connectors", zap.Stringer("addr", a))
+	}
+	for _, a := range l.APIAddrs() {
+		l.log.Info("api listening", zap.Stringer("addr", a))
+	}
+
+	<-ctx.Done()
+	l.log.Info("shutting down")
+	for _, srv := range servers {
+		shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(shutCtx)
+		done()
+	}
+	l.mu.Lock()
+	l.stopped = true
+	bindings := l.ports
+	l.ports = map[int]*binding{}
+	l.mu.Unlock()
+	for _, b := range bindings {
+		b.close()
+	}
+	// Closing the listeners closes every connection they accepted, with
+	// the "going away" code set by serveConnector.
+	wg.Wait()
+	for _, ln := range l.quicLns {
+		ln.Close()
+	}
+	select {
+	case err := <-fatal:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (l *Listener) acceptConnectors(ctx context.Context, ln *quic.Listener, wg *sync.WaitGroup) {
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		wg.Go(func() { l.serveConnector(ctx, conn) })
+	}
+}
+
+// serveConnector binds the connection to its UID for as long as it lives.
+// quic-go's Accept returns only after the handshake completed, so the client
+// certificate has been verified before anything here acts on the connection.
+func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
+	remote := conn.RemoteAddr().String()
+	uid, err := l.verifier.Verify(ctx, conn.ConnectionState().TLS)
+	if err != nil {
+		l.log.Warn("connector refused", logging.Remote(remote), logging.Reason(err.Error()))
+		_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
+		return
+	}
+	log := l.log.With(logging.UID(uid), logging.Remote(remote))
+	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now()}
+	if bound, ok := l.sessions.Bind(s); !ok {
+		reason := fmt.Sprintf("uid %s is already connected from %s", uid, bound.Remote)
+		log.Warn("connector refused", logging.Reason(reason))
+		_ = conn.CloseWithError(wire.CodeDuplicateUID, reason)
+		return
+	}
+	log.Info("connector connected")
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+		_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+	}
+	l.sessions.Unbind(s)
+	log.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),
+		logging.Duration(time.Since(s.Since)))
+}
+
+// closeReason words a QUIC connection's end for the log.
+func closeReason(err error) string {
+	var (
+		app  *quic.ApplicationError
+		idle *quic.IdleTimeoutError
+	)
+	switch {
+	case errors.As(err, &idle):
+		return "idle timeout: no packet from the connector"
+	case errors.As(err, &app):
+		who := "listener"
+		if app.Remote {
+			who = "connector"
+		}
+		if app.ErrorMessage != "" {
+			return fmt.Sprintf("closed by %s: %s (%s)", who, wire.CodeString(uint64(app.ErrorCode)), app.ErrorMessage)
+		}
+		return fmt.Sprintf("closed by %s: %s", who, wire.CodeString(uint64(app.ErrorCode)))
+	case err == nil:
+		return "closed"
+	default:
+		return err.Error()
+	}
+}
+
+// Open implements api.Service.
+func (l *Listener) Open(_ context.Context, p api.Port) error {
+	if l.sessions.Get(p.UID) == nil {
+		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, api.ErrNotConnected)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.runCtx == nil {
+		return fmt.Errorf("open port %d: %w", p.Port, ErrShuttingDown)
+	}
+	if _, ok := l.ports[p.Port]; ok {
+		return fmt.Errorf("open port %d: %w", p.Port, api.ErrAlreadyOpen)
+	}
+	b, err := l.bind(l.runCtx, p)
+	if err != nil {
+		return fmt.Errorf("open port %d: %w", p.Port, err)
+	}
+	l.ports[p.Port] = b
+	l.log.Info("port opened", logging.UID(p.UID), logging.Port(p.Port), logging.Target(b.target))
+	return nil
+}
+
+// Close implements api.Service: the port stops listening and every tunnelled
+// connection it carries is ended.
+func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
+	l.mu.Lock()
+	b := l.ports[port]
+	delete(l.ports, port)
+	l.mu.Unlock()
+	if b == nil {
+		return api.Port{}, fmt.Errorf("close port %d: %w", port, api.ErrNotOpen)
+	}
+	b.close()
+	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(port), logging.Target(b.target))
+	return b.spec, nil
+}
+
+// List implements api.Service.
+func (l *Listener) List() []api.Port {
+	l.mu.Lock()
+	out := make([]api.Port, 0, len(l.ports))
+	for _, b := range l.ports {
+		out = append(out, b.spec)
+	}
+	l.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
+
+// Connected reports whether uid has a live connection.
+func (l *Listener) Connected(uid string) bool { return l.sessions.Get(uid) != nil }

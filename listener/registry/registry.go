@@ -1,0 +1,76 @@
+// Package registry keeps which connector (UID) owns which QUIC connection.
+//
+// The rule is one live connection per UID. Unbind compares the session, not
+// just the UID, so the cleanup of an old connection can never unbind the
+// connection that replaced it.
+package registry
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Session is one connector's live QUIC connection.
+type Session struct {
+	UID    string
+	Conn   *quic.Conn
+	Remote string
+	Since  time.Time
+
+	Streams atomic.Int64 // tunnelled connections open right now
+}
+
+// Registry maps UIDs to sessions.
+type Registry struct {
+	mu       sync.Mutex // guards the following fields
+	sessions map[string]*Session
+}
+
+// New returns an empty registry.
+func New() *Registry { return &Registry{sessions: map[string]*Session{}} }
+
+// Bind makes s the session of its UID. If the UID is already bound, nothing
+// changes and the bound session is returned.
+func (r *Registry) Bind(s *Session) (bound *Session, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, exists := r.sessions[s.UID]; exists {
+		return old, false
+	}
+	r.sessions[s.UID] = s
+	return s, true
+}
+
+// Unbind removes s if, and only if, it is still the session of its UID.
+func (r *Registry) Unbind(s *Session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[s.UID] != s {
+		return false
+	}
+	delete(r.sessions, s.UID)
+	return true
+}
+
+// Get returns the session bound to uid, or nil.
+func (r *Registry) Get(uid string) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[uid]
+}
+
+// All returns the bound sessions ordered by UID.
+func (r *Registry) All() []*Session {
+	r.mu.Lock()
+	out := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		out = append(out, s)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out
+}

@@ -1,0 +1,182 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/relay"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+// binding is one opened port: its TCP listeners and the tunnels they carry.
+type binding struct {
+	spec   api.Port
+	target string
+	header []byte // the stream header, the same for every connection but the client address
+	lns    []*net.TCPListener
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and tunnels
+}
+
+// bind listens on the port on every configured address and starts accepting.
+func (l *Listener) bind(parent context.Context, p api.Port) (*binding, error) {
+	hdr := wire.Header{TargetHost: p.ConnectAddress, TargetPort: uint16(p.ConnectPort), OpenedPort: uint16(p.Port)}
+	if err := hdr.Validate(); err != nil {
+		return nil, err
+	}
+	b := &binding{spec: p, target: net.JoinHostPort(p.ConnectAddress, strconv.Itoa(p.ConnectPort))}
+	for _, a := range l.openAddrs {
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.ParseIP(a), Port: p.Port})
+		if err != nil {
+			for _, prev := range b.lns {
+				prev.Close()
+			}
+			return nil, err
+		}
+		b.lns = append(b.lns, ln)
+	}
+	b.ctx, b.cancel = context.WithCancel(parent)
+	for _, ln := range b.lns {
+		b.wg.Go(func() {
+			for {
+				c, err := ln.AcceptTCP()
+				if err != nil {
+					return
+				}
+				b.wg.Go(func() { l.tunnel(b, c) })
+			}
+		})
+	}
+	return b, nil
+}
+
+// close stops accepting, ends every tunnel of the port and waits for them.
+func (b *binding) close() {
+	b.cancel()
+	for _, ln := range b.lns {
+		ln.Close()
+	}
+	b.wg.Wait()
+}
+
+// tunnel carries one client connection over a new stream to the connector.
+func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
+	start := time.Now()
+	log := l.log.With(logging.UID(b.spec.UID), logging.Port(b.spec.Port), logging.Target(b.target),
+		logging.Remote(client.RemoteAddr().String()))
+	refuse := func(reason string) {
+		// A reset, not a clean close: the client must not take an empty
+		// answer for a real one.
+		relay.TCP(client).Abort(0)
+		log.Warn("tunnel refused", logging.Reason(reason))
+	}
+
+	s := l.sessions.Get(b.spec.UID)
+	if s == nil {
+		refuse("connector not connected")
+		return
+	}
+	openCtx, cancel := context.WithTimeout(b.ctx, l.cfg.StreamOpenTimeout)
+	st, err := s.Conn.OpenStreamSync(openCtx)
+	cancel()
+	if err != nil {
+		refuse(fmt.Sprintf("open stream: %v", err))
+		return
+	}
+	hdr := wire.Header{
+		TargetHost: b.spec.ConnectAddress,
+		TargetPort: uint16(b.spec.ConnectPort),
+		ClientAddr: client.RemoteAddr().String(),
+		OpenedPort: uint16(b.spec.Port),
+	}
+	buf, err := hdr.Append(make([]byte, 0, hdr.Len()))
+	if err == nil {
+		// The client's first bytes follow right behind the header: no round
+		// trip is spent waiting for the connector's verdict.
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		relay.Stream(st).Abort(wire.StreamCodeAborted)
+		refuse(fmt.Sprintf("write stream header: %v", err))
+		return
+	}
+	s.Streams.Add(1)
+	defer s.Streams.Add(-1)
+	log = log.With(logging.Stream(int64(st.StreamID())))
+	log.Info("tunnel opened")
+	res := relay.Relay(b.ctx, relay.TCP(client), &verdictConn{Conn: relay.Stream(st)}, relay.Counters{})
+	fields := []zap.Field{logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
+		logging.Duration(time.Since(start)), logging.Reason(tunnelReason(res.Err))}
+	var refused *RefusedError
+	if errors.As(res.Err, &refused) {
+		log.Warn("tunnel refused by connector", fields...)
+		return
+	}
+	log.Info("tunnel closed", fields...)
+}
+
+// RefusedError is the connector's non-ok verdict on a stream.
+type RefusedError struct {
+	Verdict wire.Verdict
+	Reason  string
+}
+
+func (e *RefusedError) Error() string {
+	if e.Reason == "" {
+		return "connector refused: " + e.Verdict.String()
+	}
+	return fmt.Sprintf("connector refused: %s: %s", e.Verdict, e.Reason)
+}
+
+// verdictConn reads the connector's verdict before the first byte of the
+// target's reply. A refusal surfaces as a read error, which makes the relay
+// reset the client at once. Only the relay's stream→client direction reads.
+type verdictConn struct {
+	relay.Conn
+	checked bool
+}
+
+func (v *verdictConn) Read(p []byte) (int, error) {
+	if !v.checked {
+		v.checked = true
+		verdict, reason, err := wire.ReadVerdict(v.Conn)
+		if err != nil {
+			return 0, fmt.Errorf("read verdict: %w", err)
+		}
+		if verdict != wire.VerdictOK {
+			return 0, &RefusedError{Verdict: verdict, Reason: reason}
+		}
+	}
+	return v.Conn.Read(p)
+}
+
+// tunnelReason words how a tunnel ended for the log.
+func tunnelReason(err error) string {
+	var (
+		streamErr *quic.StreamError
+		appErr    *quic.ApplicationError
+	)
+	switch {
+	case err == nil:
+		return "done"
+	case errors.Is(err, relay.ErrClosed):
+		return "port closed"
+	case errors.As(err, &streamErr) && streamErr.Remote:
+		return "connector reset the stream: " + wire.CodeString(uint64(streamErr.ErrorCode))
+	case errors.As(err, &appErr), errors.As(err, new(*quic.IdleTimeoutError)):
+		return "connector connection lost: " + closeReason(err)
+	default:
+		return err.Error()
+	}
+}

@@ -1,0 +1,153 @@
+// Package relay is the one bidirectional copy used by both daemons.
+//
+// Each direction is copied until EOF and then half-closed on the other side
+// (TCP FIN ↔ QUIC stream FIN), so a client that shuts its write side first still
+// gets the whole reply. An error in either direction, or cancellation of the
+// context, aborts both sides at once (TCP reset, QUIC stream reset), so a broken
+// peer never leaves the other half hanging. Relay returns only when both
+// directions have ended: no goroutine outlives it.
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+// Conn is one end of a relay.
+type Conn interface {
+	io.Reader
+	io.Writer
+	// CloseWrite sends EOF to the peer while reading goes on.
+	CloseWrite() error
+	// Abort resets both directions; code is sent where the transport has codes.
+	// It must be safe to call concurrently with Read and Write, and more than once.
+	Abort(code uint64)
+	// Close releases the end after both directions are over.
+	Close() error
+}
+
+// ErrClosed is reported when the relay was ended by its context (port closed,
+// shutdown) rather than by either peer.
+var ErrClosed = errors.New("relay closed")
+
+// Counters receive the live byte counts; either field may be nil.
+type Counters struct {
+	AToB *atomic.Int64
+	BToA *atomic.Int64
+}
+
+// Result says how a relay ended.
+type Result struct {
+	AToB int64 // bytes copied from a to b
+	BToA int64 // bytes copied from b to a
+	// Err is nil when both directions ended with EOF; otherwise the first error,
+	// ErrClosed when the context ended it.
+	Err error
+}
+
+const bufSize = 32 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// Relay copies a→b and b→a until both directions end. It closes both ends
+// before it returns.
+func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
+	var (
+		once     sync.Once
+		firstErr error
+	)
+	fail := func(err error, code uint64) {
+		once.Do(func() {
+			firstErr = err
+			a.Abort(code)
+			b.Abort(code)
+		})
+	}
+	stop := context.AfterFunc(ctx, func() { fail(ErrClosed, wire.StreamCodeClosed) })
+
+	var bToA int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bToA = pipe(a, b, counters.BToA, fail)
+	}()
+	aToB := pipe(b, a, counters.AToB, fail)
+	<-done
+	stop()
+	_ = a.Close()
+	_ = b.Close()
+
+	once.Do(func() {}) // no more aborts: firstErr is final
+	return Result{AToB: aToB, BToA: bToA, Err: firstErr}
+}
+
+// pipe copies src to dst until EOF, then half-closes dst. Any other error
+// aborts the whole relay through fail.
+func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if counter != nil {
+				counter.Add(int64(w))
+			}
+			if werr != nil {
+				fail(werr, wire.StreamCodeAborted)
+				return total
+			}
+		}
+		if rerr == io.EOF {
+			if err := dst.CloseWrite(); err != nil {
+				fail(err, wire.StreamCodeAborted)
+			}
+			return total
+		}
+		if rerr != nil {
+			fail(rerr, wire.StreamCodeAborted)
+			return total
+		}
+	}
+}
+
+// TCP adapts a TCP connection. Abort resets it (linger 0) so the peer sees the
+// failure instead of a clean end.
+func TCP(c *net.TCPConn) Conn { return tcpConn{c} }
+
+type tcpConn struct{ *net.TCPConn }
+
+func (c tcpConn) Abort(uint64) {
+	_ = c.SetLinger(0)
+	_ = c.TCPConn.Close()
+}
+
+// Stream adapts a QUIC stream. Close on a quic-go stream only ends the send
+// side, which is exactly a half-close.
+func Stream(s *quic.Stream) Conn { return streamConn{s} }
+
+type streamConn struct{ *quic.Stream }
+
+func (s streamConn) CloseWrite() error { return s.Stream.Close() }
+
+func (s streamConn) Abort(code uint64) {
+	s.CancelRead(quic.StreamErrorCode(code))
+	s.CancelWrite(quic.StreamErrorCode(code))
+}
+
+// Close drops whatever the peer still sends; both directions are over by now.
+func (s streamConn) Close() error {
+	s.CancelRead(quic.StreamErrorCode(wire.StreamCodeClosed))
+	return nil
+}

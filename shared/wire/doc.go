@@ -1,0 +1,78 @@
+// Package wire defines the socket-warp stream protocol spoken between the
+// listener and the connector over QUIC, plus the QUIC error codes both sides
+// use. It depends only on the standard library so that every component, and
+// the fuzzer, can link it without pulling in quic-go.
+//
+// # Version history
+//
+//	v1 (2026-11): first version
+//
+// # Connection
+//
+// A QUIC connection negotiates the ALPN protocol [ALPN] ("socket-warp/1").
+// The number in the ALPN string is bumped only for changes that old peers
+// cannot ignore; additive changes go into new TLV types instead.
+//
+// # Streams
+//
+// Every tunnelled TCP connection is one bidirectional QUIC stream opened by
+// the listener. The listener writes a header and then, without waiting for
+// an answer, the bytes it has already received from the TCP client. The
+// connector reads the header, dials the target and answers with a verdict;
+// on [VerdictOK] both directions then carry raw TCP payload until either side
+// closes.
+//
+// Because the header is pipelined with payload, the reader must not consume
+// a single byte past the header terminator: [ReadHeader] only ever issues
+// exact-length reads and never buffers.
+//
+// # Header
+//
+// All integers are big endian.
+//
+//	header  := version:u8 (=1) | tlv* | 0x00
+//	tlv     := type:u8 | len:u16 | value[len]
+//
+// The whole header, including the version byte and the terminating 0x00, is
+// at most [MaxHeaderLen] (1024) bytes; a longer header is rejected with
+// [ErrHeaderTooLong] before the excess is read. A version other than
+// [ProtocolVersion] is rejected with [ErrUnsupportedVersion] without reading
+// further, since a future version may frame things differently.
+//
+// TLV types:
+//
+//	0x01 target host     required; UTF-8, 1..253 bytes, no control characters
+//	0x02 target port     required; u16, exactly 2 bytes, non-zero
+//	0x03 client address  optional; the TCP client's remote address as text,
+//	                     for logs and the PROXY protocol; UTF-8, at most 255
+//	                     bytes, no control characters
+//	0x04 opened port     optional; u16, exactly 2 bytes; the listener port
+//	                     the client connected to (0 means absent)
+//
+// Any other non-zero type is unknown and its value is skipped, so new
+// optional fields can be added without a version bump. A known type that
+// appears twice, a missing required field, or a field violating its
+// constraints makes the header malformed ([ErrMalformedHeader]).
+//
+// # Verdict
+//
+// The connector answers every header with exactly one verdict:
+//
+//	verdict := 0x00                        ok
+//	         | code:u8 | len:u8 | reason    failure, code != 0
+//
+//	0x01 dial failed
+//	0x02 forbidden by policy
+//	0x03 bad header
+//
+// The reason is human-readable text for logs, at most 255 bytes. Readers
+// must treat any unknown non-zero code as a failure, so new codes can be
+// added without a version bump.
+//
+// # Error codes
+//
+// QUIC application error codes (connection close) are Code* constants in
+// the 0x100 range; stream error codes (reset / stop sending) are
+// StreamCode* constants in the 0x200 range. The ranges do not overlap, so
+// [CodeString] can describe either.
+package wire

@@ -1,0 +1,338 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// tlv encodes one TLV by hand so tests can build headers Append refuses to.
+func tlv(typ byte, value string) []byte {
+	b := []byte{typ}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(value)))
+	return append(b, value...)
+}
+
+func port(p uint16) string { return string(binary.BigEndian.AppendUint16(nil, p)) }
+
+// raw builds a version 1 header from TLVs, terminator included.
+func raw(tlvs ...[]byte) []byte {
+	b := []byte{ProtocolVersion}
+	for _, t := range tlvs {
+		b = append(b, t...)
+	}
+	return append(b, typeEnd)
+}
+
+var validHeaders = []Header{
+	{TargetHost: "example.com", TargetPort: 443},
+	{TargetHost: "10.0.0.1", TargetPort: 22, ClientAddr: "203.0.113.7:51234", OpenedPort: 2222},
+	{TargetHost: "::1", TargetPort: 65535, OpenedPort: 1},
+	{TargetHost: "bücher.example", TargetPort: 80, ClientAddr: "[2001:db8::1%eth0]:443"},
+	{TargetHost: strings.Repeat("a", MaxHostLen), TargetPort: 1, ClientAddr: strings.Repeat("b", MaxClientAddrLen), OpenedPort: 65535},
+}
+
+func mustAppend(t testing.TB, h Header) []byte {
+	t.Helper()
+	b, err := h.Append(nil)
+	if err != nil {
+		t.Fatalf("Append(%+v): %v", h, err)
+	}
+	return b
+}
+
+// countingReader records how much a parser pulled from the stream.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// cycleReader repeats pattern forever, standing in for a peer that never
+// stops sending.
+type cycleReader struct {
+	pattern []byte
+	off     int
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = c.pattern[c.off]
+		c.off = (c.off + 1) % len(c.pattern)
+	}
+	return len(p), nil
+}
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, h := range validHeaders {
+		b := mustAppend(t, h)
+		if len(b) != h.Len() {
+			t.Errorf("%+v: encoded %d bytes, Len() = %d", h, len(b), h.Len())
+		}
+		if len(b) > MaxHeaderLen {
+			t.Errorf("%+v: encoded %d bytes, over MaxHeaderLen", h, len(b))
+		}
+
+		got, err := ReadHeader(bytes.NewReader(b))
+		if err != nil || got != h {
+			t.Errorf("ReadHeader(%q) = %+v, %v; want %+v", b, got, err, h)
+		}
+		got, n, err := ParseHeader(append(b, "payload"...))
+		if err != nil || got != h || n != len(b) {
+			t.Errorf("ParseHeader(%q+payload) = %+v, %d, %v; want %+v, %d", b, got, n, err, h, len(b))
+		}
+	}
+}
+
+func TestAppendKeepsPrefix(t *testing.T) {
+	h := validHeaders[0]
+	b, err := h.Append([]byte("xy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[:2], []byte("xy")) || !bytes.Equal(b[2:], mustAppend(t, h)) {
+		t.Errorf("Append to prefix = %q", b)
+	}
+}
+
+func TestHeaderTruncated(t *testing.T) {
+	for _, h := range validHeaders {
+		b := mustAppend(t, h)
+		for i := range len(b) {
+			_, err := ReadHeader(bytes.NewReader(b[:i]))
+			want := io.ErrUnexpectedEOF
+			if i == 0 {
+				want = io.EOF
+			}
+			if !errors.Is(err, want) {
+				t.Errorf("ReadHeader(%q): err = %v, want %v", b[:i], err, want)
+			}
+			if _, n, err := ParseHeader(b[:i]); !errors.Is(err, io.ErrUnexpectedEOF) || n != 0 {
+				t.Errorf("ParseHeader(%q) = %d, %v; want 0, unexpected EOF", b[:i], n, err)
+			}
+		}
+	}
+}
+
+func TestReadHeaderShortReads(t *testing.T) {
+	for _, h := range validHeaders {
+		b := mustAppend(t, h)
+		for name, r := range map[string]io.Reader{
+			"one byte": iotest.OneByteReader(bytes.NewReader(b)),
+			"half":     iotest.HalfReader(bytes.NewReader(b)),
+			"data EOF": iotest.DataErrReader(bytes.NewReader(b)),
+		} {
+			if got, err := ReadHeader(r); err != nil || got != h {
+				t.Errorf("%s: ReadHeader = %+v, %v; want %+v", name, got, err, h)
+			}
+		}
+	}
+}
+
+func TestReadHeaderLeavesPayload(t *testing.T) {
+	payload := []byte("GET / HTTP/1.1\r\n\r\n\x00\x01\x02")
+	for _, h := range validHeaders {
+		for _, b := range [][]byte{
+			mustAppend(t, h),
+			raw(tlv(0x7f, "future"), tlv(typeTargetHost, h.TargetHost), tlv(typeTargetPort, port(h.TargetPort)), tlv(0xff, "")),
+		} {
+			r := bytes.NewReader(append(b, payload...))
+			if _, err := ReadHeader(r); err != nil {
+				t.Fatalf("ReadHeader(%q): %v", b, err)
+			}
+			if rest, _ := io.ReadAll(r); !bytes.Equal(rest, payload) {
+				t.Errorf("after ReadHeader(%q) rest = %q, want %q", b, rest, payload)
+			}
+		}
+	}
+}
+
+func TestHeaderUnknownTLVSkipped(t *testing.T) {
+	want := Header{TargetHost: "example.com", TargetPort: 8080, ClientAddr: "192.0.2.1:1234"}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"before", raw(tlv(0x05, "x"), tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(8080)), tlv(typeClientAddr, "192.0.2.1:1234"))},
+		{"between", raw(tlv(typeTargetHost, "example.com"), tlv(0xff, strings.Repeat("\x00", 600)), tlv(typeTargetPort, port(8080)), tlv(typeClientAddr, "192.0.2.1:1234"))},
+		{"empty value", raw(tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(8080)), tlv(0x80, ""), tlv(typeClientAddr, "192.0.2.1:1234"))},
+		{"repeated unknown", raw(tlv(0x05, "a"), tlv(0x05, "b"), tlv(typeClientAddr, "192.0.2.1:1234"), tlv(typeTargetPort, port(8080)), tlv(typeTargetHost, "example.com"))},
+	} {
+		got, n, err := ParseHeader(tc.b)
+		if err != nil || got != want || n != len(tc.b) {
+			t.Errorf("%s: ParseHeader = %+v, %d, %v; want %+v, %d", tc.name, got, n, err, want, len(tc.b))
+		}
+	}
+}
+
+func TestHeaderOptionalZeroValues(t *testing.T) {
+	// Explicitly encoded empty/zero optional fields read as absent.
+	b := raw(tlv(typeTargetHost, "h"), tlv(typeTargetPort, port(1)), tlv(typeClientAddr, ""), tlv(typeOpenedPort, port(0)))
+	want := Header{TargetHost: "h", TargetPort: 1}
+	if got, _, err := ParseHeader(b); err != nil || got != want {
+		t.Errorf("ParseHeader(%q) = %+v, %v; want %+v", b, got, err, want)
+	}
+}
+
+func TestHeaderTooLong(t *testing.T) {
+	okHost, okPort := tlv(typeTargetHost, "h"), tlv(typeTargetPort, port(1))
+	// filler returns an unknown TLV that makes a header with okHost and
+	// okPort exactly size bytes long.
+	filler := func(size int) []byte {
+		return tlv(0x7f, strings.Repeat("f", size-len(raw(okHost, okPort))-3))
+	}
+
+	if b := raw(okHost, okPort, filler(MaxHeaderLen)); len(b) != MaxHeaderLen {
+		t.Fatalf("filler: got %d bytes", len(b))
+	} else if _, n, err := ParseHeader(b); err != nil || n != MaxHeaderLen {
+		t.Errorf("header of exactly MaxHeaderLen: n = %d, err = %v", n, err)
+	}
+	if _, _, err := ParseHeader(raw(okHost, okPort, filler(MaxHeaderLen+1))); !errors.Is(err, ErrHeaderTooLong) {
+		t.Errorf("header of MaxHeaderLen+1: err = %v, want ErrHeaderTooLong", err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		prefix []byte
+		repeat []byte // sent forever after prefix
+	}{
+		{"unknown TLV len 2000", []byte{1, 0x7f, 0x07, 0xd0}, []byte{0}},
+		{"unknown TLV len 0xffff", []byte{1, 0x7f, 0xff, 0xff}, []byte("x")},
+		{"host TLV len 2000", []byte{1, typeTargetHost, 0x07, 0xd0}, []byte("a")},
+		{"many small unknown TLVs", []byte{1}, tlv(0x42, "abcde")},
+		{"many empty unknown TLVs", []byte{1}, tlv(0x42, "")},
+		{"valid fields then unknown", raw(okHost, okPort)[:len(raw(okHost, okPort))-1], tlv(0x42, "0123456789")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := io.MultiReader(bytes.NewReader(tc.prefix), &cycleReader{pattern: tc.repeat})
+			cr := &countingReader{r: src}
+			if _, err := ReadHeader(cr); !errors.Is(err, ErrHeaderTooLong) {
+				t.Errorf("ReadHeader: err = %v, want ErrHeaderTooLong", err)
+			}
+			if cr.n > MaxHeaderLen {
+				t.Errorf("ReadHeader read %d bytes, want <= %d", cr.n, MaxHeaderLen)
+			}
+
+			b := append(tc.prefix, bytes.Repeat(tc.repeat, 2*MaxHeaderLen/len(tc.repeat)+1)...)
+			if _, n, err := ParseHeader(b); !errors.Is(err, ErrHeaderTooLong) || n != 0 {
+				t.Errorf("ParseHeader = %d, %v; want 0, ErrHeaderTooLong", n, err)
+			}
+		})
+	}
+}
+
+func TestHeaderAllocsBounded(t *testing.T) {
+	// A hostile length field must not translate into a large allocation.
+	b := []byte{1, 0x7f, 0xff, 0xff}
+	allocs := testing.AllocsPerRun(100, func() {
+		ParseHeader(b)
+	})
+	if allocs > 3 {
+		t.Errorf("ParseHeader of oversized TLV: %v allocs", allocs)
+	}
+}
+
+func TestReadHeaderErrors(t *testing.T) {
+	host, p := tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(443))
+	withVersion := func(v byte) []byte { b := raw(host, p); b[0] = v; return b }
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want error
+		msg  string
+	}{
+		{"version 0", withVersion(0), ErrUnsupportedVersion, "unsupported stream header version: 0"},
+		{"version 2", withVersion(2), ErrUnsupportedVersion, "version: 2"},
+		{"version 255 alone", []byte{255}, ErrUnsupportedVersion, "version: 255"},
+		{"missing host", raw(p), ErrMalformedHeader, "bad stream header: missing target host"},
+		{"missing port", raw(host), ErrMalformedHeader, "bad stream header: missing target port"},
+		{"empty", raw(), ErrMalformedHeader, "missing target host"},
+		{"host empty", raw(tlv(typeTargetHost, ""), p), ErrMalformedHeader, "target host is empty"},
+		{"host too long", raw(tlv(typeTargetHost, strings.Repeat("a", MaxHostLen+1)), p), ErrMalformedHeader, "target host is 254 bytes, max 253"},
+		{"host newline", raw(tlv(typeTargetHost, "evil\nhost"), p), ErrMalformedHeader, "target host contains control character U+000A"},
+		{"host NUL", raw(tlv(typeTargetHost, "a\x00"), p), ErrMalformedHeader, "control character"},
+		{"host DEL", raw(tlv(typeTargetHost, "a\x7f"), p), ErrMalformedHeader, "control character"},
+		{"host C1 control", raw(tlv(typeTargetHost, "a\u0085"), p), ErrMalformedHeader, "control character U+0085"},
+		{"host invalid UTF-8", raw(tlv(typeTargetHost, "a\xffb"), p), ErrMalformedHeader, "target host is not valid UTF-8"},
+		{"port 0", raw(host, tlv(typeTargetPort, port(0))), ErrMalformedHeader, "bad stream header: target port is 0"},
+		{"port len 0", raw(host, tlv(typeTargetPort, "")), ErrMalformedHeader, "target port has length 0, want 2"},
+		{"port len 1", raw(host, tlv(typeTargetPort, "\x01")), ErrMalformedHeader, "target port has length 1, want 2"},
+		{"port len 3", raw(host, tlv(typeTargetPort, "\x00\x01\xbb")), ErrMalformedHeader, "target port has length 3, want 2"},
+		{"opened port len 4", raw(host, p, tlv(typeOpenedPort, "\x00\x00\x00\x01")), ErrMalformedHeader, "opened port has length 4, want 2"},
+		{"client addr too long", raw(host, p, tlv(typeClientAddr, strings.Repeat("1", MaxClientAddrLen+1))), ErrMalformedHeader, "client address is 256 bytes, max 255"},
+		{"client addr control", raw(host, p, tlv(typeClientAddr, "1.2.3.4\r\n")), ErrMalformedHeader, "client address contains control character"},
+		{"client addr invalid UTF-8", raw(host, p, tlv(typeClientAddr, "\xc3")), ErrMalformedHeader, "client address is not valid UTF-8"},
+		{"duplicate host", raw(host, p, host), ErrMalformedHeader, "bad stream header: duplicate target host"},
+		{"duplicate port", raw(host, p, tlv(typeTargetPort, port(80))), ErrMalformedHeader, "duplicate target port"},
+		{"duplicate client addr", raw(host, tlv(typeClientAddr, "a"), p, tlv(typeClientAddr, "a")), ErrMalformedHeader, "duplicate client address"},
+		{"duplicate opened port", raw(host, p, tlv(typeOpenedPort, port(1)), tlv(typeOpenedPort, port(1))), ErrMalformedHeader, "duplicate opened port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadHeader(bytes.NewReader(tc.b))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("ReadHeader(%q): err = %v, want %v containing %q", tc.b, err, tc.want, tc.msg)
+			}
+			if _, n, perr := ParseHeader(tc.b); !errors.Is(perr, tc.want) || n != 0 {
+				t.Errorf("ParseHeader(%q) = %d, %v; want 0, %v", tc.b, n, perr, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadHeaderVersionStopsReading(t *testing.T) {
+	// Nothing after an unknown version byte is ours to consume.
+	r := bytes.NewReader([]byte{2, 0xaa, 0xbb})
+	if _, err := ReadHeader(r); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("err = %v", err)
+	}
+	if r.Len() != 2 {
+		t.Errorf("consumed %d bytes after version", 2-r.Len())
+	}
+}
+
+func TestReadHeaderStreamError(t *testing.T) {
+	// Transport errors (e.g. a stream reset) must stay visible to errors.Is.
+	errReset := errors.New("stream reset")
+	b := mustAppend(t, validHeaders[0])
+	r := io.MultiReader(bytes.NewReader(b[:5]), iotest.ErrReader(errReset))
+	if _, err := ReadHeader(r); !errors.Is(err, errReset) {
+		t.Errorf("err = %v, want wrapping %v", err, errReset)
+	}
+}
+
+func TestHeaderValidateAndAppendErrors(t *testing.T) {
+	for _, tc := range []struct {
+		h   Header
+		msg string
+	}{
+		{Header{}, "bad stream header: target host is empty"},
+		{Header{TargetHost: "h"}, "bad stream header: target port is 0"},
+		{Header{TargetPort: 1}, "target host is empty"},
+		{Header{TargetHost: strings.Repeat("h", MaxHostLen+1), TargetPort: 1}, "target host is 254 bytes, max 253"},
+		{Header{TargetHost: "h\t", TargetPort: 1}, "target host contains control character U+0009"},
+		{Header{TargetHost: "h", TargetPort: 1, ClientAddr: strings.Repeat("c", MaxClientAddrLen+1)}, "client address is 256 bytes"},
+		{Header{TargetHost: "h", TargetPort: 1, ClientAddr: "\x1b[2J"}, "client address contains control character U+001B"},
+	} {
+		err := tc.h.Validate()
+		if !errors.Is(err, ErrMalformedHeader) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.h, err, tc.msg)
+		}
+		if b, err := tc.h.Append(nil); err == nil {
+			t.Errorf("Append(%+v) = %q, want error", tc.h, b)
+		}
+	}
+	for _, h := range validHeaders {
+		if err := h.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", h, err)
+		}
+	}
+}

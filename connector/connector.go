@@ -71,13 +71,31 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 	}, nil
 }
 
-// Dial makes one connection attempt.
-func (c *Connector) Dial(ctx context.Context) (*quic.Conn, error) {
-	conn, err := quic.DialAddr(ctx, c.addr, c.tlsConf, c.quicConf)
+// Dial makes one connection attempt from a fresh UDP socket: a new source
+// port also means a new NAT mapping, should the old one have gone bad. The
+// caller closes the returned transport when done with the connection; that
+// ends every goroutine quic-go started for it.
+func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, error) {
+	raddr, err := net.ResolveUDPAddr("udp", c.addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}
-	return conn, nil
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	conn, err := tr.Dial(ctx, raddr, c.tlsConf, c.quicConf)
+	if err != nil {
+		closeTransport(tr)
+		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+	}
+	return conn, tr, nil
+}
+
+func closeTransport(tr *quic.Transport) {
+	_ = tr.Close()
+	_ = tr.Conn.Close()
 }
 
 // Run keeps a connection to the listener until ctx ends. Every failure is
@@ -86,10 +104,11 @@ func (c *Connector) Run(ctx context.Context) error {
 	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
 	healthy := time.Duration(c.cfg.RetryMax)
 	for attempt := 1; ; attempt++ {
-		conn, err := c.Dial(ctx)
+		conn, tr, err := c.Dial(ctx)
 		if ctx.Err() != nil {
 			if conn != nil {
 				_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+				closeTransport(tr)
 			}
 			return nil
 		}
@@ -100,6 +119,7 @@ func (c *Connector) Run(ctx context.Context) error {
 			attempt = 0
 			since := time.Now()
 			reason = c.serve(ctx, conn)
+			closeTransport(tr)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -114,13 +134,16 @@ func (c *Connector) Run(ctx context.Context) error {
 			delay = bo.Next()
 		}
 		fields := []zap.Field{zap.String("server", c.addr), logging.Reason(describe(reason)), zap.Duration("retry_in", delay)}
-		if isRefusal(reason) {
+		switch {
+		case isRefusal(reason):
 			// Retrying will not help until someone fixes the certificate or
-			// the other connector; say so loudly, but keep trying.
+			// stops the other connector; say so loudly, but keep trying.
 			c.log.Error("listener refused this connector", fields...)
-		} else if attempt > 0 {
+		case isLocalTLSFailure(reason):
+			c.log.Error("listener certificate rejected", fields...)
+		case attempt > 0:
 			c.log.Warn("connect failed", append(fields, zap.Int("attempt", attempt))...)
-		} else {
+		default:
 			c.log.Warn("connection lost", fields...)
 		}
 		t := time.NewTimer(delay)
@@ -229,7 +252,13 @@ func isRefusal(err error) bool {
 		return app.ErrorCode == wire.CodeDuplicateUID || app.ErrorCode == wire.CodeUnauthorized
 	}
 	var te *quic.TransportError
-	return errors.As(err, &te) && te.ErrorCode.IsCryptoError()
+	return errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError()
+}
+
+// isLocalTLSFailure is this connector refusing the listener's certificate.
+func isLocalTLSFailure(err error) bool {
+	var te *quic.TransportError
+	return errors.As(err, &te) && !te.Remote && te.ErrorCode.IsCryptoError()
 }
 
 // describe words a connection failure for a person reading the log.

@@ -7,6 +7,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,9 +39,10 @@ type Listener struct {
 	sessions  *registry.Registry
 	openAddrs []string
 
-	quicLns []*quic.Listener
-	apiLns  []net.Listener
-	api     *echo.Echo
+	transports []*quic.Transport
+	quicLns    []*quic.Listener
+	apiLns     []net.Listener
+	api        *echo.Echo
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
@@ -83,7 +85,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	}
 	quicAddrs, _ := SplitAddrs(cfg.Addrs)
 	for _, a := range quicAddrs {
-		ln, err := quic.ListenAddr(hostPort(a, cfg.Port), tlsConf, quicConf)
+		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf)
 		if err != nil {
 			l.closeSockets()
 			return nil, fmt.Errorf("listen for connectors on udp %s: %w", hostPort(a, cfg.Port), err)
@@ -102,9 +104,35 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	return l, nil
 }
 
+// listenQUIC owns its Transport: closing that, unlike a listener made by
+// quic.ListenAddr, ends every connection and goroutine at once instead of
+// letting closed connections linger in the background.
+func (l *Listener) listenQUIC(addr string, tlsConf *tls.Config, quicConf *quic.Config) (*quic.Listener, error) {
+	udpAddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(tlsConf, quicConf)
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	l.transports = append(l.transports, tr)
+	return ln, nil
+}
+
 func (l *Listener) closeSockets() {
 	for _, ln := range l.quicLns {
 		ln.Close()
+	}
+	for _, tr := range l.transports {
+		tr.Close()
+		tr.Conn.Close()
 	}
 	for _, ln := range l.apiLns {
 		ln.Close()
@@ -186,9 +214,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	// Closing the listeners closes every connection they accepted, with
 	// the "going away" code set by serveConnector.
 	wg.Wait()
-	for _, ln := range l.quicLns {
-		ln.Close()
-	}
+	l.closeSockets()
 	select {
 	case err := <-fatal:
 		return err

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
 // roundTrip sends payload, half-closes, and returns everything read back.
@@ -45,7 +47,7 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func TestPayloadsIntactBothWays(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
-	port := rl.open(t, "swc-1", testutilEcho(t))
+	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 	for _, size := range []int{0, 1, 64 << 10, 32 << 20} {
 		t.Run(fmt.Sprintf("%dB", size), func(t *testing.T) {
 			payload := randomBytes(t, size)
@@ -61,7 +63,7 @@ func TestPayloadsIntactBothWays(t *testing.T) {
 
 func TestHalfCloseClientStillGetsReply(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
-	port := rl.open(t, "swc-1", testutilDigest(t))
+	port := rl.open(t, "swc-1", testutil.DigestServer(t))
 	payload := randomBytes(t, 200<<10)
 	// The digest server answers only after it has seen the client's FIN, so
 	// the reply proves FIN crossed the tunnel and the other direction stayed open.
@@ -74,7 +76,7 @@ func TestHalfCloseClientStillGetsReply(t *testing.T) {
 
 func TestConcurrentConnectionsNotMixedUp(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
-	port := rl.open(t, "swc-1", testutilEcho(t))
+	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -107,7 +109,7 @@ func TestConcurrentConnectionsNotMixedUp(t *testing.T) {
 
 func TestDuplicateUIDRefusedFirstKeepsWorking(t *testing.T) {
 	e, rl, _ := setup(t, "swc-1")
-	port := rl.open(t, "swc-1", testutilEcho(t))
+	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 
 	second := e.startConnector(e.connectorConfig("swc-1", rl.quicPort()))
 	eventually(t, "second connector told it is a duplicate", func() bool {
@@ -129,10 +131,7 @@ func TestDialFailureResetsClientWithReason(t *testing.T) {
 	closed := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freeClosedPort(t)}
 	port := rl.open(t, "swc-1", closed)
 
-	c := dialPort(t, port)
-	c.Write([]byte("hello"))
-	_, err := io.ReadAll(c)
-	if !errors.Is(err, syscall.ECONNRESET) {
+	if err := clientOutcome(port); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read after a failed dial: err=%v, want connection reset", err)
 	}
 	eventually(t, "listener logs the connector's reason", func() bool {
@@ -142,7 +141,7 @@ func TestDialFailureResetsClientWithReason(t *testing.T) {
 
 func TestCloseEndsInFlightConnections(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
-	port := rl.open(t, "swc-1", testutilEcho(t))
+	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 	c := dialPort(t, port)
 	if _, err := c.Write([]byte("ping")); err != nil {
 		t.Fatal(err)

@@ -173,9 +173,9 @@ func decode(c echo.Context, v any) error {
 
 func decodeError(err error) error {
 	var (
-		syntax  *json.SyntaxError
-		typ     *json.UnmarshalTypeError
-		tooBig  *http.MaxBytesError
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+		tooBig *http.MaxBytesError
 	)
 	switch {
 	case errors.As(err, &tooBig):

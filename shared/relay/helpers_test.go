@@ -168,13 +168,27 @@ func (e *end) readErr() error {
 }
 
 // expectAborted asserts that the end sees an abort rather than a clean end:
-// for TCP any read error but EOF, for QUIC a stream reset carrying code.
+// for TCP a read error other than EOF (a reset), for QUIC a stream reset
+// carrying code.
 func (e *end) expectAborted(t *testing.T, code uint64) {
+	t.Helper()
+	e.checkAbort(t, code, false)
+}
+
+// expectAbortedWhileWriting is expectAborted for an end that another goroutine
+// is writing to. Linux reports a TCP reset to only one system call, so the
+// writer may take the error and the read then sees end-of-stream. That is
+// still told apart from a clean FIN: after a reset the socket is dead and a
+// write fails at once, whereas after a FIN it succeeds.
+func (e *end) expectAbortedWhileWriting(t *testing.T, code uint64) {
+	t.Helper()
+	e.checkAbort(t, code, true)
+}
+
+func (e *end) checkAbort(t *testing.T, code uint64, writing bool) {
 	t.Helper()
 	err := e.readErr()
 	switch {
-	case err == io.EOF:
-		t.Errorf("%s: read a clean EOF, want an abort", e.name)
 	case isTimeout(err):
 		t.Errorf("%s: no abort within the safety bound: %v", e.name, err)
 	case e.stream != nil:
@@ -183,6 +197,30 @@ func (e *end) expectAborted(t *testing.T, code uint64) {
 			t.Errorf("%s: read error %v, want a stream reset by the relay with code %#x (%s)",
 				e.name, err, code, wire.CodeString(code))
 		}
+	case err != io.EOF:
+		// a reset
+	case !writing:
+		t.Errorf("%s: read a clean EOF, want an abort", e.name)
+	default:
+		if _, werr := e.Write([]byte{0}); werr == nil {
+			t.Errorf("%s: read a clean EOF and can still write, want an abort", e.name)
+		}
+	}
+}
+
+// checkWriteAborted asserts that a write to the end failed because the relay
+// aborted: for QUIC, STOP_SENDING carrying code.
+func (e *end) checkWriteAborted(t *testing.T, err error, code uint64) {
+	t.Helper()
+	var se *quic.StreamError
+	switch {
+	case err == nil:
+		t.Errorf("%s: write succeeded, want it to fail after the abort", e.name)
+	case isTimeout(err):
+		t.Errorf("%s: writes did not fail within the safety bound: %v", e.name, err)
+	case e.stream != nil && (!errors.As(err, &se) || !se.Remote || uint64(se.ErrorCode) != code):
+		t.Errorf("%s: write error %v, want STOP_SENDING from the relay with code %#x (%s)",
+			e.name, err, code, wire.CodeString(code))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -212,6 +213,42 @@ func TestRelayAbortPropagates(t *testing.T) {
 	}
 }
 
+// A peer that half-closes and then dies is noticed on the relay's next write
+// to it; the other side, which is still talking, is then aborted rather than
+// left writing into the void.
+func TestRelayResetAfterHalfCloseAborts(t *testing.T) {
+	for _, tp := range topologies {
+		t.Run(tp.name, func(t *testing.T) {
+			near, far, a, b := tp.build(t)
+			r := startRelay(t, a, b, Counters{})
+			if err := send(near, []byte("bye")); err != nil {
+				t.Fatalf("%s send: %v", near.name, err)
+			}
+			if got, err := io.ReadAll(far); err != nil || string(got) != "bye" {
+				t.Fatalf("%s read %q, %v; want \"bye\" then EOF", far.name, got, err)
+			}
+			near.reset()
+
+			farWrote := make(chan error, 1)
+			go func() {
+				chunk := make([]byte, 1024)
+				for {
+					if _, err := far.Write(chunk); err != nil {
+						farWrote <- err
+						return
+					}
+				}
+			}()
+			// far has read its EOF already, so it learns of the abort by a
+			// failing write.
+			far.checkWriteAborted(t, <-farWrote, wire.StreamCodeAborted)
+			if res := r.wait(t); res.Err == nil || errors.Is(res.Err, ErrClosed) {
+				t.Errorf("Result.Err = %v, want the failed write", res.Err)
+			}
+		})
+	}
+}
+
 // A QUIC peer that resets only its send side (RESET_STREAM): the relay's read
 // fails and the relay aborts both sides.
 func TestRelayQUICPeerCancelWrite(t *testing.T) {
@@ -239,22 +276,19 @@ func TestRelayQUICPeerCancelRead(t *testing.T) {
 	roundTrip(t, client, peer)
 
 	peer.stream.CancelRead(peerCode)
-	// The relay notices STOP_SENDING on its next write, so the client keeps
-	// writing until the abort reaches it.
-	clientWrote := make(chan error, 1)
-	go func() {
-		chunk := make([]byte, 1024)
-		for {
-			if _, err := client.Write(chunk); err != nil {
-				clientWrote <- err
-				return
-			}
-		}
-	}()
-	client.expectAborted(t, 0)
-	if err := <-clientWrote; isTimeout(err) {
-		t.Errorf("client writes never failed: %v", err)
+	// The relay notices STOP_SENDING only on its next write to the stream.
+	// Its stream's context ends when STOP_SENDING has arrived; then one write
+	// from the client makes the relay fail.
+	relaySide := b.(streamConn).Stream
+	select {
+	case <-relaySide.Context().Done():
+	case <-time.After(safety):
+		t.Fatal("STOP_SENDING never reached the relay's stream")
 	}
+	if _, err := client.Write([]byte("more")); err != nil {
+		t.Fatalf("client write: %v", err)
+	}
+	client.expectAborted(t, 0)
 
 	res := r.wait(t)
 	var se *quic.StreamError
@@ -267,9 +301,7 @@ func TestRelayQUICPeerCancelRead(t *testing.T) {
 	for err == nil {
 		_, err = peer.Write(make([]byte, 1024))
 	}
-	if !errors.As(err, &se) || !se.Remote || se.ErrorCode != wire.StreamCodeAborted {
-		t.Errorf("QUIC peer write error %v, want STOP_SENDING with code %#x", err, wire.StreamCodeAborted)
-	}
+	peer.checkWriteAborted(t, err, wire.StreamCodeAborted)
 }
 
 // Cancelling the context (port closed, shutdown) aborts both sides at once,
@@ -315,9 +347,14 @@ func TestRelayContextCancelAbortsBothSides(t *testing.T) {
 				}
 
 				r.cancel()
-				near.expectAborted(t, wire.StreamCodeClosed)
-				far.expectAborted(t, wire.StreamCodeClosed)
-				writers.Wait()
+				if busy {
+					near.expectAbortedWhileWriting(t, wire.StreamCodeClosed)
+					far.expectAbortedWhileWriting(t, wire.StreamCodeClosed)
+				} else {
+					near.expectAborted(t, wire.StreamCodeClosed)
+					far.expectAborted(t, wire.StreamCodeClosed)
+				}
+				writers.Wait() // they end only when their writes fail
 
 				res := r.wait(t)
 				if res.Err != ErrClosed {

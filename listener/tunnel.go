@@ -22,7 +22,6 @@ import (
 type binding struct {
 	spec   api.Port
 	target string
-	header []byte // the stream header, the same for every connection but the client address
 	lns    []*net.TCPListener
 	ctx    context.Context
 	cancel context.CancelFunc

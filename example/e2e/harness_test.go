@@ -59,8 +59,8 @@ type runningListener struct {
 }
 
 type env struct {
-	t   *testing.T
-	pki *testutil.PKI
+	t                     *testing.T
+	pki                   *testutil.PKI
 	serverCert, serverKey string
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -80,7 +81,7 @@ func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}
-	udp, err := net.ListenUDP("udp", nil)
+	udp, err := udpsock.Listen("", c.log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}

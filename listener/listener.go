@@ -25,6 +25,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -108,11 +109,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 // quic.ListenAddr, ends every connection and goroutine at once instead of
 // letting closed connections linger in the background.
 func (l *Listener) listenQUIC(addr string, tlsConf *tls.Config, quicConf *quic.Config) (*quic.Listener, error) {
-	udpAddr, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	udp, err := net.ListenUDP("udp", udpAddr)
+	udp, err := udpsock.Listen(addr, l.log)
 	if err != nil {
 		return nil, err
 	}

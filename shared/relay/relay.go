@@ -71,7 +71,11 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 			b.Abort(code)
 		})
 	}
-	stop := context.AfterFunc(ctx, func() { fail(ErrClosed, wire.StreamCodeClosed) })
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cancelled)
+		fail(ErrClosed, wire.StreamCodeClosed)
+	})
 
 	var bToA int64
 	done := make(chan struct{})
@@ -81,11 +85,14 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 	}()
 	aToB := pipe(b, a, counters.AToB, fail)
 	<-done
-	stop()
+	// Both directions are over: a late cancellation must not reset streams
+	// whose FIN is still in flight, nor outlive this call.
+	once.Do(func() {})
+	if !stop() {
+		<-cancelled
+	}
 	_ = a.Close()
 	_ = b.Close()
-
-	once.Do(func() {}) // no more aborts: firstErr is final
 	return Result{AToB: aToB, BToA: bToA, Err: firstErr}
 }
 
@@ -146,8 +153,6 @@ func (s streamConn) Abort(code uint64) {
 	s.CancelWrite(quic.StreamErrorCode(code))
 }
 
-// Close drops whatever the peer still sends; both directions are over by now.
-func (s streamConn) Close() error {
-	s.CancelRead(quic.StreamErrorCode(wire.StreamCodeClosed))
-	return nil
-}
+// Close has nothing left to do: each direction ended either at EOF or in
+// Abort, so both sides of the stream are already finished.
+func (s streamConn) Close() error { return nil }

@@ -30,7 +30,7 @@ import (
 )
 
 // ErrShuttingDown is returned by API calls that arrive during shutdown.
-var ErrShuttingDown = errors.New("listener is shutting down")
+var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavailable)
 
 // Listener is one sw-listener.
 type Listener struct {

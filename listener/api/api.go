@@ -26,6 +26,7 @@ var (
 	ErrNotConnected = errors.New("uid is not connected")
 	ErrAlreadyOpen  = errors.New("port is already open")
 	ErrNotOpen      = errors.New("port is not open")
+	ErrUnavailable  = errors.New("service unavailable")
 )
 
 // Port is an opened port, exactly the shape POST /open accepts.
@@ -227,6 +228,8 @@ func serviceError(err error) error {
 		status = http.StatusForbidden
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		status = http.StatusBadRequest
+	case errors.Is(err, ErrUnavailable):
+		status = http.StatusServiceUnavailable
 	}
 	return echo.NewHTTPError(status, err.Error())
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,13 +17,19 @@ import (
 // Duration reads "20s"-style strings from settings.json and the environment.
 type Duration time.Duration
 
-// UnmarshalJSON accepts a Go duration string ("20s", "1m30s").
+var durationType = reflect.TypeFor[Duration]()
+
+// UnmarshalJSON accepts a Go duration string ("20s", "1m30s"). It fails with
+// a json.UnmarshalTypeError, which the decoder completes with the key's name.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"20s\", got %s", b)
+		return &json.UnmarshalTypeError{Value: string(b), Type: durationType}
 	}
-	return d.Decode(s)
+	if err := d.Decode(s); err != nil {
+		return &json.UnmarshalTypeError{Value: strconv.Quote(s), Type: durationType}
+	}
+	return nil
 }
 
 // MarshalJSON writes the duration as a string.
@@ -122,7 +130,11 @@ func describeJSONError(data []byte, err error) error {
 	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
-		return fmt.Errorf("key %q must be a %s, not %s", typ.Field, typ.Type, typ.Value)
+		want := typ.Type.String()
+		if typ.Type == durationType {
+			want = `duration string such as "20s"`
+		}
+		return fmt.Errorf("key %q must be a %s, not %s", typ.Field, want, typ.Value)
 	}
 	return err
 }

@@ -170,6 +170,13 @@ func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				// The AfterFunc above may not have closed the connection yet,
+				// and Run closes the transport next, which drops it without a
+				// CONNECTION_CLOSE: the listener would keep the UID bound
+				// until its idle timeout. Close it here, synchronously.
+				_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+			}
 			if cause := context.Cause(conn.Context()); cause != nil {
 				return cause
 			}

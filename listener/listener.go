@@ -211,6 +211,19 @@ func (l *Listener) Run(ctx context.Context) error {
 	// Closing the listeners closes every connection they accepted, with
 	// the "going away" code set by serveConnector.
 	wg.Wait()
+	for _, ln := range l.quicLns {
+		// Connections that finished their handshake but were never taken
+		// from the accept queue would otherwise be dropped without a word,
+		// leaving their connectors to wait for the idle timeout.
+		ln.Close()
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				break
+			}
+			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+		}
+	}
 	l.closeSockets()
 	select {
 	case err := <-fatal:

@@ -1,0 +1,226 @@
+package connector
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+// clearEnv removes every SWC_ variable for the test, so that neither the
+// environment the tests run in nor another test decides the outcome.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	names := []string{"SWC_SETTINGS"}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SWC_") {
+			names = append(names, k)
+		}
+	}
+	for _, k := range names {
+		t.Setenv(k, "") // restores the old value after the test
+		os.Unsetenv(k)
+	}
+}
+
+func writeSettings(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "settings.json")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one naming %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not name %q", err, p)
+		}
+	}
+}
+
+const settingsJSON = `{
+	"client_cert_path": "/etc/sw/client.crt",
+	"client_key_path": "/etc/sw/client.key",
+	"ca_cert_path": "/etc/sw/ca.crt",
+	"server_name": "listener.example",
+	"service_port": 12443,
+	"keep_alive": "15s",
+	"idle_timeout": "45s"
+}`
+
+func TestLoadConfigFileThenEnv(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SWC_SETTINGS", writeSettings(t, t.TempDir(), settingsJSON))
+	t.Setenv("SWC_SERVER_NAME", "other.example")
+	t.Setenv("SWC_IDLE_TIMEOUT", "90s")
+	t.Setenv("SWC_RETRY_MAX", "1m")
+
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	want.ClientCertPath, want.ClientKeyPath, want.CACertPath = "/etc/sw/client.crt", "/etc/sw/client.key", "/etc/sw/ca.crt"
+	want.ServerName = "other.example" // the environment wins over the file
+	want.ServicePort = 12443
+	want.KeepAlive = Duration(15 * time.Second)
+	want.IdleTimeout = Duration(90 * time.Second)
+	want.RetryMax = Duration(time.Minute)
+	if c != want {
+		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestLoadConfigDefaultFileInWorkingDir(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	writeSettings(t, dir, settingsJSON)
+	t.Chdir(dir)
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "listener.example" || c.ServicePort != 12443 {
+		t.Fatalf("./settings.json not read: %+v", c)
+	}
+}
+
+func TestLoadConfigEnvOnlyWithoutDefaultFile(t *testing.T) {
+	clearEnv(t)
+	t.Chdir(t.TempDir()) // no ./settings.json here
+	t.Setenv("SWC_CLIENT_CERT_PATH", "c.crt")
+	t.Setenv("SWC_CLIENT_KEY_PATH", "c.key")
+	t.Setenv("SWC_CA_CERT_PATH", "ca.crt")
+	t.Setenv("SWC_SERVER_NAME", "listener.example")
+	t.Setenv("SWC_KEEPALIVE", "20s")
+	t.Setenv("SWC_HEADER_TIMEOUT", "3s")
+
+	c, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Defaults()
+	want.ClientCertPath, want.ClientKeyPath, want.CACertPath, want.ServerName = "c.crt", "c.key", "ca.crt", "listener.example"
+	want.HeaderTimeout = Duration(3 * time.Second)
+	if c != want {
+		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
+	}
+	d := Defaults()
+	if d.ServicePort != 11443 || d.KeepAlive != Duration(20*time.Second) || d.IdleTimeout != Duration(60*time.Second) ||
+		d.DialTimeout != Duration(10*time.Second) || d.HeaderTimeout != Duration(10*time.Second) ||
+		d.RetryMin != Duration(time.Second) || d.RetryMax != Duration(30*time.Second) ||
+		d.LogLevel != "info" || d.LogFormat != "console" {
+		t.Fatalf("Defaults() = %+v", d)
+	}
+}
+
+func TestLoadConfigFileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"unknown key", `{"server_name": "x", "server_nme": "y"}`, []string{"server_nme"}},
+		{"syntax error", "{\n\t\"server_name\": \"x\",\n\t\"service_port\": 1,,\n}", []string{"line 3"}},
+		{"wrong type", `{"service_port": "11443"}`, []string{`"service_port"`, "string"}},
+		{"duration as a number", `{"keep_alive": 20}`, []string{`"keep_alive"`, "20s"}},
+		{"unparsable duration", `{"retry_max": "20 seconds"}`, []string{`"retry_max"`, "20 seconds"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			path := writeSettings(t, t.TempDir(), tc.body)
+			t.Setenv("SWC_SETTINGS", path)
+			_, err := LoadConfig()
+			wantErr(t, err, append([]string{path}, tc.want...)...)
+		})
+	}
+}
+
+func TestLoadConfigNamedFileMissing(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "nope.json")
+	t.Setenv("SWC_SETTINGS", path)
+	_, err := LoadConfig()
+	wantErr(t, err, path, "no such file")
+}
+
+func TestLoadConfigEnvErrors(t *testing.T) {
+	clearEnv(t)
+	t.Chdir(t.TempDir())
+	t.Setenv("SWC_IDLE_TIMEOUT", "soon")
+	_, err := LoadConfig()
+	wantErr(t, err, "SWC_IDLE_TIMEOUT", "soon")
+}
+
+func TestLoadConfigValidates(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SWC_SETTINGS", writeSettings(t, t.TempDir(), settingsJSON))
+	t.Setenv("SWC_KEEPALIVE", "1m")
+	_, err := LoadConfig()
+	wantErr(t, err, "keep_alive 1m0s must be shorter than idle_timeout 45s")
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Config{ServicePort: 70000, KeepAlive: Duration(time.Minute), IdleTimeout: Duration(time.Minute),
+		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second)}
+	wantErr(t, c.Validate(),
+		"client_cert_path (SWC_CLIENT_CERT_PATH) is not set",
+		"client_key_path (SWC_CLIENT_KEY_PATH) is not set",
+		"ca_cert_path (SWC_CA_CERT_PATH) is not set",
+		"server_name (SWC_SERVER_NAME) is not set",
+		"service_port (SWC_SERVICE_PORT) 70000 is outside 1-65535",
+		"dial_timeout (SWC_DIAL_TIMEOUT) must be positive",
+		"header_timeout (SWC_HEADER_TIMEOUT) must be positive",
+		"keep_alive 1m0s must be shorter than idle_timeout 1m0s",
+		"retry_min 1m0s is larger than retry_max 1s",
+	)
+	ok := Defaults()
+	ok.ClientCertPath, ok.ClientKeyPath, ok.CACertPath, ok.ServerName = "a", "b", "c", "d"
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("defaults with the four required settings: %v", err)
+	}
+}
+
+func TestNewNamesBrokenFiles(t *testing.T) {
+	p := testutil.NewPKI(t)
+	cert, key := p.ClientCert(t, "swc-1")
+	otherCert, _ := p.ClientCert(t, "swc-2")
+	dir := t.TempDir()
+	noCert, noKey, noCA := filepath.Join(dir, "no.crt"), filepath.Join(dir, "no.key"), filepath.Join(dir, "no-ca.crt")
+	for _, tc := range []struct {
+		name          string
+		cert, key, ca string
+		want          []string
+	}{
+		{"missing certificate", noCert, key, p.CAPath, []string{"certificate " + noCert, "no such file"}},
+		{"missing key", cert, noKey, p.CAPath, []string{"private key " + noKey, "no such file"}},
+		{"missing CA", cert, key, noCA, []string{"CA certificate " + noCA, "no such file"}},
+		{"CA is not a certificate", cert, key, key, []string{"CA certificate " + key, "no PEM certificate"}},
+		{"key does not match", otherCert, key, p.CAPath, []string{otherCert, key, "does not match"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath, cfg.ServerName = tc.cert, tc.key, tc.ca, "localhost"
+			c, err := New(cfg, zap.NewNop())
+			if c != nil {
+				t.Fatal("New returned a connector along with an error")
+			}
+			wantErr(t, err, tc.want...)
+		})
+	}
+	cfg := Defaults()
+	cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath = cert, key, p.CAPath
+	if _, err := New(cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "server_name") {
+		t.Fatalf("New with an invalid config: %v, want the validation error", err)
+	}
+}

@@ -1,0 +1,441 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/testutil"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
+
+// safety bounds every blocking step so that a bug fails a test instead of
+// hanging it. No test asserts anything about how long things take.
+const safety = 30 * time.Second
+
+// server plays sw-listener: a real QUIC server with the listener's TLS and
+// stream settings, on a transport of its own so that closing it ends every
+// connection and goroutine it started.
+type server struct {
+	ln   *quic.Listener
+	port int
+}
+
+func newServer(t *testing.T, p *testutil.PKI) *server {
+	t.Helper()
+	certPath, keyPath := p.ServerCert(t)
+	cert, err := tlsutil.LoadKeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := tlsutil.LoadCertPool(p.CAPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(tlsutil.ServerConfig(cert, pool), &quic.Config{
+		MaxIncomingStreams:    -1,
+		MaxIncomingUniStreams: -1,
+	})
+	if err != nil {
+		udp.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		tr.Close()
+		udp.Close()
+	})
+	return &server{ln: ln, port: udp.LocalAddr().(*net.UDPAddr).Port}
+}
+
+// accept returns the next connection a connector made.
+func (s *server) accept(t *testing.T) *quic.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), safety)
+	defer cancel()
+	conn, err := s.ln.Accept(ctx)
+	if err != nil {
+		t.Fatalf("accept the connector's connection: %v", err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(wire.CodeNoError, "") })
+	return conn
+}
+
+func testConfig(t *testing.T, p *testutil.PKI, port int) Config {
+	t.Helper()
+	cert, key := p.ClientCert(t, "swc-1")
+	c := Defaults()
+	c.ClientCertPath, c.ClientKeyPath, c.CACertPath = cert, key, p.CAPath
+	c.ServerName, c.ServerAddress, c.ServicePort = "localhost", "127.0.0.1", port
+	c.RetryMin, c.RetryMax = Duration(10*time.Millisecond), Duration(50*time.Millisecond)
+	return c
+}
+
+type running struct {
+	logs   *observer.ObservedLogs
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs a real Connector until the test ends.
+func start(t *testing.T, cfg Config) *running {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	c, err := New(cfg, zap.New(core))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range logs.All() {
+				t.Logf("connector %s %s %v", e.Level, e.Message, e.ContextMap())
+			}
+		}
+	})
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels Run and waits for it to return; calling it twice is fine.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(safety):
+		t.Fatal("Run did not return after its context was cancelled")
+		return nil
+	}
+}
+
+// hasLog reports whether an entry with msg has a reason containing want.
+func (r *running) hasLog(msg, want string) bool {
+	for _, e := range r.logs.FilterMessage(msg).All() {
+		if v, ok := e.ContextMap()[logging.KeyReason]; ok && strings.Contains(fmt.Sprint(v), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// expectLog waits for a log entry: the connector logs a refused stream only
+// after it has answered it and drained what the listener sent.
+func (r *running) expectLog(t *testing.T, msg, want string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("log %q with reason %q", msg, want), func() bool { return r.hasLog(msg, want) })
+}
+
+// eventually polls cond; the deadline is a safety net, not a measurement.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(safety)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// connected starts a server and a connector and returns the server's end of
+// the connection the connector made.
+func connected(t *testing.T, tweak func(*Config)) (*quic.Conn, *running) {
+	t.Helper()
+	p := testutil.NewPKI(t)
+	srv := newServer(t, p)
+	cfg := testConfig(t, p, srv.port)
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	r := start(t, cfg)
+	return srv.accept(t), r
+}
+
+// openStream opens a stream as the listener does. The connector only learns
+// of it with its first frame.
+func openStream(t *testing.T, conn *quic.Conn) *quic.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), safety)
+	defer cancel()
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatalf("open stream: %v", err)
+	}
+	st.SetDeadline(time.Now().Add(safety))
+	t.Cleanup(func() {
+		st.CancelRead(0)
+		st.CancelWrite(0)
+	})
+	return st
+}
+
+func header(t *testing.T, target *net.TCPAddr) []byte {
+	t.Helper()
+	b, err := wire.Header{
+		TargetHost: target.IP.String(), TargetPort: uint16(target.Port),
+		ClientAddr: "192.0.2.7:40000", OpenedPort: 10022,
+	}.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func write(t *testing.T, st *quic.Stream, b []byte) {
+	t.Helper()
+	if _, err := st.Write(b); err != nil {
+		t.Fatalf("write to the stream: %v", err)
+	}
+}
+
+// abort ends a stream the way the listener does once it has a refusal: it
+// resets the client and both directions of the stream.
+func abort(st *quic.Stream) {
+	st.CancelRead(wire.StreamCodeAborted)
+	st.CancelWrite(wire.StreamCodeAborted)
+}
+
+func verdict(t *testing.T, st *quic.Stream) (wire.Verdict, string) {
+	t.Helper()
+	v, reason, err := wire.ReadVerdict(st)
+	if err != nil {
+		t.Fatalf("no verdict: %v", err)
+	}
+	return v, reason
+}
+
+// expectEnd checks that the connector sent nothing after its verdict and
+// ended its side of the stream cleanly.
+func expectEnd(t *testing.T, st *quic.Stream) {
+	t.Helper()
+	rest, err := io.ReadAll(st)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("after the verdict: %q, %v; want a clean end of stream", rest, err)
+	}
+}
+
+// roundTrip sends payload through a new stream to an echo server and checks
+// it comes back, which shows the connection still carries tunnels.
+func roundTrip(t *testing.T, conn *quic.Conn, echo *net.TCPAddr, payload []byte) {
+	t.Helper()
+	st := openStream(t, conn)
+	write(t, st, header(t, echo))
+	if v, reason := verdict(t, st); v != wire.VerdictOK {
+		t.Fatalf("verdict %s (%s), want ok", v, reason)
+	}
+	write(t, st, payload)
+	st.Close()
+	got, err := io.ReadAll(st)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo: %q, %v; want %q", got, err, payload)
+	}
+}
+
+func expectAlive(t *testing.T, conn *quic.Conn) {
+	t.Helper()
+	if err := context.Cause(conn.Context()); err != nil {
+		t.Fatalf("connection ended: %v", err)
+	}
+}
+
+func TestMalformedHeaderRefusedConnectionStays(t *testing.T) {
+	conn, r := connected(t, nil)
+	echo := testutil.EchoServer(t)
+	valid := header(t, echo)
+
+	oversized := []byte{wire.ProtocolVersion, 0x01, 0xff, 0xff}
+	for _, tc := range []struct {
+		name      string
+		send      []byte
+		fin       bool
+		reasonHas string
+	}{
+		// Client bytes pipelined behind a header the connector cannot read.
+		{"bad version", append([]byte{2}, valid[1:]...), false, "unsupported stream header version"},
+		{"oversized TLV length", oversized, false, "too long"},
+		{"truncated then FIN", valid[:len(valid)-3], true, "unexpected EOF"},
+		{"FIN before any byte", nil, true, "EOF"},
+		{"missing target port", []byte{wire.ProtocolVersion, 0x01, 0, 1, 'a', 0}, false, "missing target port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openStream(t, conn)
+			if len(tc.send) > 0 {
+				write(t, st, tc.send)
+			}
+			if tc.fin {
+				st.Close()
+			}
+			v, reason := verdict(t, st)
+			if v != wire.VerdictBadHeader || !strings.Contains(reason, tc.reasonHas) {
+				t.Fatalf("verdict %s %q, want %s naming %q", v, reason, wire.VerdictBadHeader, tc.reasonHas)
+			}
+			expectEnd(t, st)
+			expectAlive(t, conn)
+		})
+	}
+	r.expectLog(t, "stream refused", "unsupported stream header version")
+	roundTrip(t, conn, echo, []byte("still carrying tunnels"))
+}
+
+// TestBadHeaderPipelinedPayloadDrained: the listener writes the client's
+// first bytes behind the header without waiting for the verdict. They are
+// read and dropped rather than refused, so the listener's write succeeds and
+// it goes on to read the reason. The payload is larger than the stream's
+// initial flow-control window, so the write completes only if the connector
+// keeps reading after its verdict.
+func TestBadHeaderPipelinedPayloadDrained(t *testing.T) {
+	conn, _ := connected(t, nil)
+	st := openStream(t, conn)
+	payload := bytes.Repeat([]byte("x"), 768<<10)
+	if _, err := st.Write(append([]byte{9}, payload...)); err != nil {
+		t.Fatalf("write behind a bad header: %v, want the connector to drain it", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, reason := verdict(t, st)
+	if v != wire.VerdictBadHeader || !strings.Contains(reason, "version: 9") {
+		t.Fatalf("verdict %s %q, want %s naming version 9", v, reason, wire.VerdictBadHeader)
+	}
+	expectEnd(t, st)
+	expectAlive(t, conn)
+}
+
+func TestHeaderTimeout(t *testing.T) {
+	conn, r := connected(t, func(c *Config) { c.HeaderTimeout = Duration(300 * time.Millisecond) })
+	echo := testutil.EchoServer(t)
+
+	// A stream that never carries a byte reaches the connector only when a
+	// later stream does: opening a stream implicitly opens every lower one.
+	silent := openStream(t, conn)
+	roundTrip(t, conn, echo, []byte("the later stream works"))
+
+	v, reason := verdict(t, silent)
+	if v != wire.VerdictBadHeader || !strings.Contains(reason, "deadline") {
+		t.Fatalf("verdict %s %q, want %s naming the deadline", v, reason, wire.VerdictBadHeader)
+	}
+	expectEnd(t, silent)
+	abort(silent)
+
+	// The same for a stream that stops in the middle of its header.
+	partial := openStream(t, conn)
+	write(t, partial, []byte{wire.ProtocolVersion, 0x01})
+	v, reason = verdict(t, partial)
+	if v != wire.VerdictBadHeader || !strings.Contains(reason, "deadline") {
+		t.Fatalf("partial header: verdict %s %q, want %s naming the deadline", v, reason, wire.VerdictBadHeader)
+	}
+	expectEnd(t, partial)
+	abort(partial)
+
+	expectAlive(t, conn)
+	roundTrip(t, conn, echo, []byte("and still does"))
+	r.expectLog(t, "stream refused", "deadline exceeded")
+}
+
+func TestDialFailure(t *testing.T) {
+	conn, r := connected(t, nil)
+	ln := testutil.Listen(t)
+	closed := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+
+	st := openStream(t, conn)
+	write(t, st, append(header(t, closed), "pipelined"...))
+	v, reason := verdict(t, st)
+	if v != wire.VerdictDialFailed || !strings.Contains(reason, "connection refused") || !strings.Contains(reason, closed.String()) {
+		t.Fatalf("verdict %s %q, want %s naming %s and \"connection refused\"", v, reason, wire.VerdictDialFailed, closed)
+	}
+	expectEnd(t, st)
+	abort(st)
+	expectAlive(t, conn)
+	r.expectLog(t, "stream refused", "connection refused")
+}
+
+func TestPipelinedPayloadAfterValidHeader(t *testing.T) {
+	conn, _ := connected(t, nil)
+	echo := testutil.EchoServer(t)
+	st := openStream(t, conn)
+	payload := []byte("first bytes travel with the header")
+	// One write: the header and the client's first bytes arrive together, and
+	// the connector must not swallow any of them while reading the header.
+	write(t, st, append(header(t, echo), payload...))
+	st.Close()
+	if v, reason := verdict(t, st); v != wire.VerdictOK || reason != "" {
+		t.Fatalf("verdict %s %q, want ok", v, reason)
+	}
+	got, err := io.ReadAll(st)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo: %q, %v; want %q", got, err, payload)
+	}
+}
+
+func TestCancelClosesWithGoingAway(t *testing.T) {
+	// Repeated: the close races the end of the accept loop.
+	for i := range 5 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			conn, r := connected(t, nil)
+			echo := testutil.EchoServer(t)
+			roundTrip(t, conn, echo, []byte("up"))
+
+			if err := r.stop(t); err != nil {
+				t.Fatalf("Run returned %v after cancel, want nil", err)
+			}
+			select {
+			case <-conn.Context().Done():
+			case <-time.After(safety):
+				t.Fatal("connection still up after the connector stopped")
+			}
+			var app *quic.ApplicationError
+			err := context.Cause(conn.Context())
+			if !errors.As(err, &app) || !app.Remote || app.ErrorCode != wire.CodeGoingAway {
+				t.Fatalf("connection ended with %v, want the connector's %s", err, wire.CodeString(wire.CodeGoingAway))
+			}
+		})
+	}
+}
+
+func TestRetriesAfterDuplicateUIDRefusal(t *testing.T) {
+	p := testutil.NewPKI(t)
+	srv := newServer(t, p)
+	r := start(t, testConfig(t, p, srv.port))
+
+	first := srv.accept(t)
+	first.CloseWithError(wire.CodeDuplicateUID, "uid swc-1 is already connected from 192.0.2.1:5000")
+
+	second := srv.accept(t)
+	expectAlive(t, second)
+	if !r.hasLog("listener refused this connector", "already connected") {
+		t.Fatal(`connector did not log "listener refused this connector" with the listener's reason`)
+	}
+	e := r.logs.FilterMessage("listener refused this connector").All()[0]
+	if e.Level != zapcore.ErrorLevel {
+		t.Errorf("refusal logged at %s, want error", e.Level)
+	}
+	if !strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), "duplicate uid") {
+		t.Errorf("refusal reason %v does not name the code", e.ContextMap()[logging.KeyReason])
+	}
+}

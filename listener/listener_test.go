@@ -1,0 +1,349 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/testutil"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
+
+// safety bounds every blocking step so that a bug fails a test instead of
+// hanging it. No test asserts anything about how long things take.
+const safety = 30 * time.Second
+
+type files struct {
+	pki           *testutil.PKI
+	cert, key, ca string
+}
+
+func newFiles(t *testing.T) files {
+	p := testutil.NewPKI(t)
+	cert, key := p.ServerCert(t)
+	return files{pki: p, cert: cert, key: key, ca: p.CAPath}
+}
+
+// config binds everything on 127.0.0.1 with ports the kernel picks.
+func (f files) config() Config {
+	return Config{
+		CertPath: f.cert, KeyPath: f.key, CAPath: f.ca,
+		Addrs: "127.0.0.1", Port: 0,
+		KeepAlive: 50 * time.Second, IdleTimeout: 60 * time.Second, StreamOpenTimeout: 5 * time.Second,
+		OpenAddrs: "127.0.0.1", APIAddrs: "127.0.0.1", APIPort: 0,
+		LogLevel: "debug", LogFormat: "console",
+	}
+}
+
+func TestNewNamesBrokenFiles(t *testing.T) {
+	f := newFiles(t)
+	dir := t.TempDir()
+	noCert, noKey, noCA := filepath.Join(dir, "no.crt"), filepath.Join(dir, "no.key"), filepath.Join(dir, "no-ca.crt")
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not PEM at all\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherCert, _ := f.pki.ClientCert(t, "swc-1")
+	for _, tc := range []struct {
+		name          string
+		cert, key, ca string
+		want          []string
+	}{
+		{"missing certificate", noCert, f.key, f.ca, []string{"certificate " + noCert, "no such file"}},
+		{"missing key", f.cert, noKey, f.ca, []string{"private key " + noKey, "no such file"}},
+		{"missing CA", f.cert, f.key, noCA, []string{"CA certificate " + noCA, "no such file"}},
+		{"CA without a certificate", f.cert, f.key, garbage, []string{"CA certificate " + garbage, "no PEM certificate"}},
+		{"certificate is garbage", garbage, f.key, f.ca, []string{garbage, f.key}},
+		{"key does not match", otherCert, f.key, f.ca, []string{otherCert, f.key, "does not match"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := f.config()
+			cfg.CertPath, cfg.KeyPath, cfg.CAPath = tc.cert, tc.key, tc.ca
+			l, err := New(cfg, zap.NewNop())
+			if l != nil {
+				t.Fatal("New returned a listener along with an error")
+			}
+			wantErr(t, err, tc.want...)
+		})
+	}
+
+	cfg := f.config()
+	cfg.Addrs = "not-an-ip"
+	_, err := New(cfg, zap.NewNop())
+	wantErr(t, err, "SWL_ADDRS")
+}
+
+// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// expectFree checks that New released a socket it bound before failing.
+func expectFree(t *testing.T, network string, port int) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var err error
+	if network == "udp" {
+		var c net.PacketConn
+		if c, err = net.ListenPacket("udp", addr); err == nil {
+			c.Close()
+		}
+	} else {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			ln.Close()
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s %s still bound after New failed: %v", network, addr, err)
+	}
+}
+
+func TestNewPortInUse(t *testing.T) {
+	f := newFiles(t)
+
+	t.Run("udp", func(t *testing.T) {
+		busy, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		cfg := f.config()
+		cfg.Port = busy.LocalAddr().(*net.UDPAddr).Port
+		_, err = New(cfg, zap.NewNop())
+		wantErr(t, err, fmt.Sprintf("udp 127.0.0.1:%d", cfg.Port), "address already in use")
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("error %v does not wrap EADDRINUSE", err)
+		}
+	})
+
+	t.Run("second QUIC address", func(t *testing.T) {
+		// The first address binds, the second (the same again) cannot: the
+		// first socket must be released.
+		cfg := f.config()
+		cfg.Addrs, cfg.Port = "127.0.0.1,127.0.0.1", freeUDPPort(t)
+		_, err := New(cfg, zap.NewNop())
+		wantErr(t, err, fmt.Sprintf("udp 127.0.0.1:%d", cfg.Port), "address already in use")
+		expectFree(t, "udp", cfg.Port)
+	})
+
+	t.Run("tcp API", func(t *testing.T) {
+		busy := testutil.Listen(t)
+		cfg := f.config()
+		cfg.Port = freeUDPPort(t)
+		cfg.APIPort = busy.Addr().(*net.TCPAddr).Port
+		_, err := New(cfg, zap.NewNop())
+		wantErr(t, err, fmt.Sprintf("tcp 127.0.0.1:%d", cfg.APIPort), "address already in use")
+		// The QUIC socket bound before the API failed is released too.
+		expectFree(t, "udp", cfg.Port)
+	})
+
+	t.Run("second API address", func(t *testing.T) {
+		cfg := f.config()
+		cfg.Port = freeUDPPort(t)
+		cfg.APIAddrs, cfg.APIPort = "127.0.0.1,127.0.0.1", testutil.FreePort(t)
+		_, err := New(cfg, zap.NewNop())
+		wantErr(t, err, fmt.Sprintf("tcp 127.0.0.1:%d", cfg.APIPort), "address already in use")
+		expectFree(t, "udp", cfg.Port)
+		expectFree(t, "tcp", cfg.APIPort)
+	})
+}
+
+// TestRunWithoutConnections: a listener that never saw a connector shuts
+// down cleanly and releases its sockets.
+func TestRunWithoutConnections(t *testing.T) {
+	f := newFiles(t)
+	cfg := f.config()
+	cfg.Port, cfg.APIPort = freeUDPPort(t), testutil.FreePort(t)
+	l, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.QUICAddrs(); len(got) != 1 || got[0].(*net.UDPAddr).Port != cfg.Port {
+		t.Fatalf("QUICAddrs = %v, want port %d", got, cfg.Port)
+	}
+	if got := l.APIAddrs(); len(got) != 1 || got[0].(*net.TCPAddr).Port != cfg.APIPort {
+		t.Fatalf("APIAddrs = %v, want port %d", got, cfg.APIPort)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(safety):
+		t.Fatal("Run did not return after cancel")
+	}
+	expectFree(t, "udp", cfg.Port)
+	expectFree(t, "tcp", cfg.APIPort)
+	if err := l.Open(context.Background(), api.Port{UID: "swc-1", Port: 1, ConnectAddress: "a", ConnectPort: 1}); !errors.Is(err, api.ErrNotConnected) {
+		t.Fatalf("Open after Run: %v", err)
+	}
+}
+
+// connectorConn dials the listener as a connector with CN=uid and returns
+// the connection; the test plays the connector's side of every stream.
+func connectorConn(t *testing.T, f files, l *Listener, uid string) *quic.Conn {
+	t.Helper()
+	certPath, keyPath := f.pki.ClientCert(t, uid)
+	cert, err := tlsutil.LoadKeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := tlsutil.LoadCertPool(f.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	t.Cleanup(func() {
+		tr.Close()
+		udp.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), safety)
+	defer cancel()
+	conn, err := tr.Dial(ctx, l.QUICAddrs()[0], tlsutil.ClientConfig(cert, pool, "localhost"), &quic.Config{MaxIncomingUniStreams: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(wire.CodeNoError, "") })
+	return conn
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(safety)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func logged(logs *observer.ObservedLogs, msg, want string) bool {
+	for _, e := range logs.FilterMessage(msg).All() {
+		if strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStreamHeaderAndRefusal plays the connector: the listener sends the
+// stream header with the client's address and the opened port, pipelines the
+// client's first bytes behind it before any verdict, and turns a refusal
+// (here "forbidden", which the real connector never sends) into a reset of
+// the client with the connector's reason in its log.
+func TestStreamHeaderAndRefusal(t *testing.T) {
+	f := newFiles(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	l, err := New(f.config(), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			for _, e := range logs.All() {
+				t.Logf("listener %s %s %v", e.Level, e.Message, e.ContextMap())
+			}
+		}
+	})
+
+	conn := connectorConn(t, f, l, "swc-1")
+	eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
+	port := testutil.FreePort(t)
+	spec := api.Port{UID: "swc-1", Port: port, ConnectAddress: "db.internal", ConnectPort: 5432}
+	if err := l.Open(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.List(); len(got) != 1 || got[0] != spec {
+		t.Fatalf("List = %+v, want [%+v]", got, spec)
+	}
+
+	client, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetDeadline(time.Now().Add(safety))
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+
+	actx, acancel := context.WithTimeout(ctx, safety)
+	defer acancel()
+	st, err := conn.AcceptStream(actx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetDeadline(time.Now().Add(safety))
+	hdr, err := wire.ReadHeader(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wire.Header{TargetHost: "db.internal", TargetPort: 5432, ClientAddr: client.LocalAddr().String(), OpenedPort: uint16(port)}
+	if hdr != want {
+		t.Fatalf("stream header %+v, want %+v", hdr, want)
+	}
+	first := make([]byte, 5)
+	if _, err := io.ReadFull(st, first); err != nil || string(first) != "hello" {
+		t.Fatalf("pipelined client bytes: %q, %v", first, err)
+	}
+
+	if _, err := st.Write(wire.AppendVerdict(nil, wire.VerdictForbidden, "target not in policy")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := io.ReadAll(client); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client after a refusal: %v, want connection reset", err)
+	}
+	eventually(t, "listener logs the connector's reason", func() bool {
+		return logged(logs, "tunnel refused by connector", "forbidden: target not in policy")
+	})
+
+	if _, err := l.Close(ctx, port); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Close(ctx, port); !errors.Is(err, api.ErrNotOpen) {
+		t.Fatalf("second Close: %v, want %v", err, api.ErrNotOpen)
+	}
+	if got := l.List(); len(got) != 0 {
+		t.Fatalf("List after Close = %+v", got)
+	}
+}

@@ -5,10 +5,15 @@ go 1.26.8
 replace github.com/socket-warp/socket-warp/shared => ../shared
 
 require (
-	github.com/kelseyhightower/envconfig v1.4.0 // indirect
-	github.com/quic-go/quic-go v0.65.0 // indirect
+	github.com/kelseyhightower/envconfig v1.4.0
+	github.com/quic-go/quic-go v0.65.0
+	github.com/socket-warp/socket-warp/shared v0.0.0-00010101000000-000000000000
+	go.uber.org/zap v1.28.0
+)
+
+require (
+	go.uber.org/goleak v1.3.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect

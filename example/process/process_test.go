@@ -1,0 +1,300 @@
+// Package process runs the built sw-listener and sw-connector binaries as
+// real processes: what matters here is how processes behave — exit codes,
+// signals, the one line a bad start prints.
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sw-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector"} {
+		cmd := exec.Command("go", "build", "-o", dir, "github.com/socket-warp/socket-warp/"+pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
+			os.Exit(1)
+		}
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// proc is a daemon under test with its stderr collected line by line.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	seen chan struct{} // pinged on every new line
+	done chan struct{}
+	err  error
+}
+
+func start(t *testing.T, name string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name))
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, seen: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			select {
+			case p.seen <- struct{}{}:
+			default:
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// waitFor waits until the output contains every one of want.
+func (p *proc) waitFor(t *testing.T, want ...string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		out := p.output()
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(out, w)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-p.seen:
+		case <-p.done:
+			if out := p.output(); !containsAll(out, want) {
+				t.Fatalf("process exited (%v) before printing %q", p.err, want)
+			}
+			return
+		case <-deadline:
+			t.Fatalf("timed out waiting for %q", want)
+		}
+	}
+}
+
+func containsAll(s string, want []string) bool {
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// exit waits for the process to end and returns its exit code.
+func (p *proc) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("process did not exit")
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatalf("wait: %v", p.err)
+	}
+	return 0
+}
+
+type setup struct {
+	pki                   *testutil.PKI
+	serverCert, serverKey string
+	clientCert, clientKey string
+	quicPort, apiPort     int
+}
+
+func newSetup(t *testing.T) *setup {
+	p := testutil.NewPKI(t)
+	s := &setup{pki: p, quicPort: freeUDPPort(t), apiPort: testutil.FreePort(t)}
+	s.serverCert, s.serverKey = p.ServerCert(t)
+	s.clientCert, s.clientKey = p.ClientCert(t, "swc-proc")
+	return s
+}
+
+func (s *setup) listenerEnv() []string {
+	return []string{
+		"SWL_CERT_PATH=" + s.serverCert, "SWL_KEY_PATH=" + s.serverKey, "SWL_CA_PATH=" + s.pki.CAPath,
+		"SWL_ADDRS=127.0.0.1", fmt.Sprintf("SWL_PORT=%d", s.quicPort),
+		fmt.Sprintf("APIS_PORT=%d", s.apiPort), "SWL_OPEN_ADDRS=127.0.0.1",
+	}
+}
+
+func (s *setup) connectorEnv() []string {
+	return []string{
+		"SWC_SETTINGS=", // no file: everything from the environment
+		"SWC_CLIENT_CERT_PATH=" + s.clientCert, "SWC_CLIENT_KEY_PATH=" + s.clientKey,
+		"SWC_CA_CERT_PATH=" + s.pki.CAPath, "SWC_SERVER_NAME=localhost", "SWC_SERVER_ADDRESS=127.0.0.1",
+		fmt.Sprintf("SWC_SERVICE_PORT=%d", s.quicPort), "SWC_RETRY_MIN=50ms", "SWC_RETRY_MAX=500ms",
+	}
+}
+
+func freeUDPPort(t *testing.T) int {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TestSignalsExitCleanly: SIGTERM on the connector closes its connection
+// with "going away" (the listener unbinds it at once, not after its idle
+// timeout) and exits 0; SIGINT on the listener exits 0.
+func TestSignalsExitCleanly(t *testing.T) {
+	s := newSetup(t)
+	l := start(t, "sw-listener", s.listenerEnv()...)
+	l.waitFor(t, "api listening")
+	c := start(t, "sw-connector", s.connectorEnv()...)
+	l.waitFor(t, "connector connected")
+	c.waitFor(t, "connected")
+
+	// A tunnel works between the two processes.
+	target := testutil.EchoServer(t)
+	port := testutil.FreePort(t)
+	body := fmt.Sprintf(`{"uid":"swc-proc","port":%d,"connect_address":"127.0.0.1","connect_port":%d}`, port, target.Port)
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/open", s.apiPort), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("open: %d", resp.StatusCode)
+	}
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("between processes"))
+	conn.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(conn)
+	conn.Close()
+	if string(got) != "between processes" {
+		t.Fatalf("echo through the processes: %q", got)
+	}
+
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.exit(t); code != 0 {
+		t.Fatalf("connector exit code after SIGTERM: %d", code)
+	}
+	l.waitFor(t, "connector disconnected", "going away")
+
+	l.cmd.Process.Signal(syscall.SIGINT)
+	if code := l.exit(t); code != 0 {
+		t.Fatalf("listener exit code after SIGINT: %d", code)
+	}
+	if !strings.Contains(l.output(), "shutting down") {
+		t.Fatal("listener did not log its shutdown")
+	}
+}
+
+// TestBadStartIsOneLine: a missing certificate or a bad settings file stops
+// the daemon at once with one line naming the file and the problem.
+func TestBadStartIsOneLine(t *testing.T) {
+	s := newSetup(t)
+	missing := filepath.Join(t.TempDir(), "nope.crt")
+	badJSON := filepath.Join(t.TempDir(), "settings.json")
+	os.WriteFile(badJSON, []byte(`{"server_name": "x",, }`), 0o644)
+	unknownKey := filepath.Join(t.TempDir(), "settings.json")
+	os.WriteFile(unknownKey, []byte(`{"server_nme": "x"}`), 0o644)
+
+	for _, tc := range []struct {
+		name, bin string
+		env       []string
+		want      []string
+	}{
+		{"listener missing certificate", "sw-listener",
+			append(s.listenerEnv(), "SWL_CERT_PATH="+missing), []string{missing, "no such file"}},
+		{"listener missing CA", "sw-listener",
+			append(s.listenerEnv(), "SWL_CA_PATH="+missing), []string{missing, "no such file"}},
+		{"listener bad duration", "sw-listener",
+			append(s.listenerEnv(), "SWL_KEEPALIVE=soon"), []string{"SWL_KEEPALIVE"}},
+		{"listener keepalive not below idle timeout", "sw-listener",
+			append(s.listenerEnv(), "SWL_KEEPALIVE=90s"), []string{"SWL_KEEPALIVE=1m30s must be shorter than SWL_IDLE_TIMEOUT=1m0s"}},
+		{"connector missing key", "sw-connector",
+			append(s.connectorEnv(), "SWC_CLIENT_KEY_PATH="+missing), []string{missing, "no such file"}},
+		{"connector settings syntax error", "sw-connector",
+			append(s.connectorEnv(), "SWC_SETTINGS="+badJSON), []string{badJSON, "line 1"}},
+		{"connector settings unknown key", "sw-connector",
+			append(s.connectorEnv(), "SWC_SETTINGS="+unknownKey), []string{unknownKey, "server_nme"}},
+		{"connector settings file named but missing", "sw-connector",
+			append(s.connectorEnv(), "SWC_SETTINGS="+missing), []string{missing, "no such file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, tc.bin, tc.env...)
+			if code := p.exit(t); code == 0 {
+				t.Fatal("exit code 0 after a bad start")
+			}
+			out := strings.TrimRight(p.output(), "\n")
+			if strings.Count(out, "\n") != 0 {
+				t.Fatalf("want one line, got:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Fatalf("%q does not mention %q", out, w)
+				}
+			}
+		})
+	}
+}

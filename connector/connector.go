@@ -163,18 +163,13 @@ func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
 	c.log.Info("connected", zap.String("server", c.addr), logging.Remote(conn.RemoteAddr().String()))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() {
-		_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
-	})
-	defer stop()
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				// The AfterFunc above may not have closed the connection yet,
-				// and Run closes the transport next, which drops it without a
-				// CONNECTION_CLOSE: the listener would keep the UID bound
-				// until its idle timeout. Close it here, synchronously.
+				// Close before Run closes the transport, which would drop
+				// the connection without a CONNECTION_CLOSE and leave the
+				// listener holding the UID until its idle timeout.
 				_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
 			}
 			if cause := context.Cause(conn.Context()); cause != nil {

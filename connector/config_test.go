@@ -37,18 +37,6 @@ func writeSettings(t *testing.T, dir, body string) string {
 	return p
 }
 
-func wantErr(t *testing.T, err error, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("no error, want one naming %q", parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q does not name %q", err, p)
-		}
-	}
-}
-
 const settingsJSON = `{
 	"client_cert_path": "/etc/sw/client.crt",
 	"client_key_path": "/etc/sw/client.key",
@@ -141,7 +129,7 @@ func TestLoadConfigFileErrors(t *testing.T) {
 			path := writeSettings(t, t.TempDir(), tc.body)
 			t.Setenv("SWC_SETTINGS", path)
 			_, err := LoadConfig()
-			wantErr(t, err, append([]string{path}, tc.want...)...)
+			testutil.WantErr(t, err, append([]string{path}, tc.want...)...)
 		})
 	}
 }
@@ -151,7 +139,7 @@ func TestLoadConfigNamedFileMissing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.json")
 	t.Setenv("SWC_SETTINGS", path)
 	_, err := LoadConfig()
-	wantErr(t, err, path, "no such file")
+	testutil.WantErr(t, err, path, "no such file")
 }
 
 func TestLoadConfigEnvErrors(t *testing.T) {
@@ -159,7 +147,7 @@ func TestLoadConfigEnvErrors(t *testing.T) {
 	t.Chdir(t.TempDir())
 	t.Setenv("SWC_IDLE_TIMEOUT", "soon")
 	_, err := LoadConfig()
-	wantErr(t, err, "SWC_IDLE_TIMEOUT", "soon")
+	testutil.WantErr(t, err, "SWC_IDLE_TIMEOUT", "soon")
 }
 
 func TestLoadConfigValidates(t *testing.T) {
@@ -167,13 +155,13 @@ func TestLoadConfigValidates(t *testing.T) {
 	t.Setenv("SWC_SETTINGS", writeSettings(t, t.TempDir(), settingsJSON))
 	t.Setenv("SWC_KEEPALIVE", "1m")
 	_, err := LoadConfig()
-	wantErr(t, err, "keep_alive 1m0s must be shorter than idle_timeout 45s")
+	testutil.WantErr(t, err, "keep_alive 1m0s must be shorter than idle_timeout 45s")
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Config{ServicePort: 70000, KeepAlive: Duration(time.Minute), IdleTimeout: Duration(time.Minute),
 		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second)}
-	wantErr(t, c.Validate(),
+	testutil.WantErr(t, c.Validate(),
 		"client_cert_path (SWC_CLIENT_CERT_PATH) is not set",
 		"client_key_path (SWC_CLIENT_KEY_PATH) is not set",
 		"ca_cert_path (SWC_CA_CERT_PATH) is not set",
@@ -215,7 +203,7 @@ func TestNewNamesBrokenFiles(t *testing.T) {
 			if c != nil {
 				t.Fatal("New returned a connector along with an error")
 			}
-			wantErr(t, err, tc.want...)
+			testutil.WantErr(t, err, tc.want...)
 		})
 	}
 	cfg := Defaults()

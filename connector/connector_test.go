@@ -12,13 +12,11 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/testutil"
-	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -38,34 +36,11 @@ type server struct {
 
 func newServer(t *testing.T, p *testutil.PKI) *server {
 	t.Helper()
-	certPath, keyPath := p.ServerCert(t)
-	cert, err := tlsutil.LoadKeyPair(certPath, keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := tlsutil.LoadCertPool(p.CAPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(tlsutil.ServerConfig(cert, pool), &quic.Config{
+	ln, port := testutil.QUICServer(t, p.ServerTLS(t), &quic.Config{
 		MaxIncomingStreams:    -1,
 		MaxIncomingUniStreams: -1,
 	})
-	if err != nil {
-		udp.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ln.Close()
-		tr.Close()
-		udp.Close()
-	})
-	return &server{ln: ln, port: udp.LocalAddr().(*net.UDPAddr).Port}
+	return &server{ln: ln, port: port}
 }
 
 // accept returns the next connection a connector made.
@@ -100,21 +75,14 @@ type running struct {
 // start runs a real Connector until the test ends.
 func start(t *testing.T, cfg Config) *running {
 	t.Helper()
-	core, logs := observer.New(zapcore.DebugLevel)
-	c, err := New(cfg, zap.New(core))
+	log, logs := testutil.Logger(t, "connector")
+	c, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, e := range logs.All() {
-				t.Logf("connector %s %s %v", e.Level, e.Message, e.ContextMap())
-			}
-		}
-	})
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
@@ -135,31 +103,14 @@ func (r *running) stop(t *testing.T) error {
 
 // hasLog reports whether an entry with msg has a reason containing want.
 func (r *running) hasLog(msg, want string) bool {
-	for _, e := range r.logs.FilterMessage(msg).All() {
-		if v, ok := e.ContextMap()[logging.KeyReason]; ok && strings.Contains(fmt.Sprint(v), want) {
-			return true
-		}
-	}
-	return false
+	return testutil.Logged(r.logs, msg, logging.KeyReason, want)
 }
 
 // expectLog waits for a log entry: the connector logs a refused stream only
 // after it has answered it and drained what the listener sent.
 func (r *running) expectLog(t *testing.T, msg, want string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("log %q with reason %q", msg, want), func() bool { return r.hasLog(msg, want) })
-}
-
-// eventually polls cond; the deadline is a safety net, not a measurement.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(safety)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, fmt.Sprintf("log %q with reason %q", msg, want), func() bool { return r.hasLog(msg, want) })
 }
 
 // connected starts a server and a connector and returns the server's end of

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
 // clearEnv removes every SWL_ and APIS_ variable for the test, so that
@@ -17,18 +19,6 @@ func clearEnv(t *testing.T) {
 		if strings.HasPrefix(k, "SWL_") || strings.HasPrefix(k, "APIS_") {
 			t.Setenv(k, "") // restores the old value after the test
 			os.Unsetenv(k)
-		}
-	}
-}
-
-func wantErr(t *testing.T, err error, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("no error, want one naming %q", parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q does not name %q", err, p)
 		}
 	}
 }
@@ -92,14 +82,14 @@ func TestLoadConfigErrors(t *testing.T) {
 		setPaths(t)
 		t.Setenv("SWL_PORT", "udp")
 		_, err := LoadConfig()
-		wantErr(t, err, "SWL_PORT", "udp")
+		testutil.WantErr(t, err, "SWL_PORT", "udp")
 	})
 	t.Run("invalid values", func(t *testing.T) {
 		clearEnv(t)
 		t.Setenv("APIS_ADDRS", "localhost")
 		t.Setenv("SWL_KEEPALIVE", "2m")
 		_, err := LoadConfig()
-		wantErr(t, err, "SWL_CERT_PATH is not set", `APIS_ADDRS: "localhost" is not an IP address`,
+		testutil.WantErr(t, err, "SWL_CERT_PATH is not set", `APIS_ADDRS: "localhost" is not an IP address`,
 			"SWL_KEEPALIVE=2m0s must be shorter than SWL_IDLE_TIMEOUT=1m0s")
 	})
 }
@@ -110,7 +100,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		KeepAlive: time.Minute, IdleTimeout: time.Minute,
 		OpenAddrs: " , ", APIAddrs: "127.0.0.1", APIPort: 65536,
 	}
-	wantErr(t, c.Validate(),
+	testutil.WantErr(t, c.Validate(),
 		"SWL_CERT_PATH is not set", "SWL_KEY_PATH is not set", "SWL_CA_PATH is not set",
 		"SWL_PORT=-1 is outside 1-65535", "APIS_PORT=65536 is outside 1-65535",
 		`SWL_ADDRS: "not-an-ip" is not an IP address`, "SWL_OPEN_ADDRS: no address given",
@@ -119,7 +109,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	)
 
 	c = Config{IdleTimeout: -time.Second, Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1"}
-	wantErr(t, c.Validate(), "SWL_KEEPALIVE=0s must be positive", "SWL_IDLE_TIMEOUT=-1s must be positive")
+	testutil.WantErr(t, c.Validate(), "SWL_KEEPALIVE=0s must be positive", "SWL_IDLE_TIMEOUT=-1s must be positive")
 
 	ok := Config{CertPath: "a", KeyPath: "b", CAPath: "c", Addrs: "0.0.0.0", OpenAddrs: "::", APIAddrs: "127.0.0.1",
 		KeepAlive: time.Second, IdleTimeout: 2 * time.Second, StreamOpenTimeout: time.Second}

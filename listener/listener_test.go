@@ -8,20 +8,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/testutil"
-	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -81,25 +77,14 @@ func TestNewNamesBrokenFiles(t *testing.T) {
 			if l != nil {
 				t.Fatal("New returned a listener along with an error")
 			}
-			wantErr(t, err, tc.want...)
+			testutil.WantErr(t, err, tc.want...)
 		})
 	}
 
 	cfg := f.config()
 	cfg.Addrs = "not-an-ip"
 	_, err := New(cfg, zap.NewNop())
-	wantErr(t, err, "SWL_ADDRS")
-}
-
-// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	testutil.WantErr(t, err, "SWL_ADDRS")
 }
 
 // expectFree checks that New released a socket it bound before failing.
@@ -135,7 +120,7 @@ func TestNewPortInUse(t *testing.T) {
 		cfg := f.config()
 		cfg.Port = busy.LocalAddr().(*net.UDPAddr).Port
 		_, err = New(cfg, zap.NewNop())
-		wantErr(t, err, fmt.Sprintf("udp 127.0.0.1:%d", cfg.Port), "address already in use")
+		testutil.WantErr(t, err, fmt.Sprintf("udp 127.0.0.1:%d", cfg.Port), "address already in use")
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			t.Errorf("error %v does not wrap EADDRINUSE", err)
 		}
@@ -145,29 +130,29 @@ func TestNewPortInUse(t *testing.T) {
 		// The first address binds, the second (the same again) cannot: the
 		// first socket must be released.
 		cfg := f.config()
-		cfg.Addrs, cfg.Port = "127.0.0.1,127.0.0.1", freeUDPPort(t)
+		cfg.Addrs, cfg.Port = "127.0.0.1,127.0.0.1", testutil.FreeUDPPort(t)
 		_, err := New(cfg, zap.NewNop())
-		wantErr(t, err, fmt.Sprintf("udp 127.0.0.1:%d", cfg.Port), "address already in use")
+		testutil.WantErr(t, err, fmt.Sprintf("udp 127.0.0.1:%d", cfg.Port), "address already in use")
 		expectFree(t, "udp", cfg.Port)
 	})
 
 	t.Run("tcp API", func(t *testing.T) {
 		busy := testutil.Listen(t)
 		cfg := f.config()
-		cfg.Port = freeUDPPort(t)
+		cfg.Port = testutil.FreeUDPPort(t)
 		cfg.APIPort = busy.Addr().(*net.TCPAddr).Port
 		_, err := New(cfg, zap.NewNop())
-		wantErr(t, err, fmt.Sprintf("tcp 127.0.0.1:%d", cfg.APIPort), "address already in use")
+		testutil.WantErr(t, err, fmt.Sprintf("tcp 127.0.0.1:%d", cfg.APIPort), "address already in use")
 		// The QUIC socket bound before the API failed is released too.
 		expectFree(t, "udp", cfg.Port)
 	})
 
 	t.Run("second API address", func(t *testing.T) {
 		cfg := f.config()
-		cfg.Port = freeUDPPort(t)
+		cfg.Port = testutil.FreeUDPPort(t)
 		cfg.APIAddrs, cfg.APIPort = "127.0.0.1,127.0.0.1", testutil.FreePort(t)
 		_, err := New(cfg, zap.NewNop())
-		wantErr(t, err, fmt.Sprintf("tcp 127.0.0.1:%d", cfg.APIPort), "address already in use")
+		testutil.WantErr(t, err, fmt.Sprintf("tcp 127.0.0.1:%d", cfg.APIPort), "address already in use")
 		expectFree(t, "udp", cfg.Port)
 		expectFree(t, "tcp", cfg.APIPort)
 	})
@@ -178,7 +163,7 @@ func TestNewPortInUse(t *testing.T) {
 func TestRunWithoutConnections(t *testing.T) {
 	f := newFiles(t)
 	cfg := f.config()
-	cfg.Port, cfg.APIPort = freeUDPPort(t), testutil.FreePort(t)
+	cfg.Port, cfg.APIPort = testutil.FreeUDPPort(t), testutil.FreePort(t)
 	l, err := New(cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -212,52 +197,9 @@ func TestRunWithoutConnections(t *testing.T) {
 // the connection; the test plays the connector's side of every stream.
 func connectorConn(t *testing.T, f files, l *Listener, uid string) *quic.Conn {
 	t.Helper()
-	certPath, keyPath := f.pki.ClientCert(t, uid)
-	cert, err := tlsutil.LoadKeyPair(certPath, keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := tlsutil.LoadCertPool(f.ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: udp}
-	t.Cleanup(func() {
-		tr.Close()
-		udp.Close()
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), safety)
 	defer cancel()
-	conn, err := tr.Dial(ctx, l.QUICAddrs()[0], tlsutil.ClientConfig(cert, pool, "localhost"), &quic.Config{MaxIncomingUniStreams: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.CloseWithError(wire.CodeNoError, "") })
-	return conn
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(safety)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func logged(logs *observer.ObservedLogs, msg, want string) bool {
-	for _, e := range logs.FilterMessage(msg).All() {
-		if strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), want) {
-			return true
-		}
-	}
-	return false
+	return testutil.QUICDial(t, ctx, l.QUICAddrs()[0], f.pki.ClientTLS(t, uid), &quic.Config{MaxIncomingUniStreams: -1})
 }
 
 // TestStreamHeaderAndRefusal plays the connector: the listener sends the
@@ -267,8 +209,8 @@ func logged(logs *observer.ObservedLogs, msg, want string) bool {
 // the client with the connector's reason in its log.
 func TestStreamHeaderAndRefusal(t *testing.T) {
 	f := newFiles(t)
-	core, logs := observer.New(zapcore.DebugLevel)
-	l, err := New(f.config(), zap.New(core))
+	log, logs := testutil.Logger(t, "listener")
+	l, err := New(f.config(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,15 +220,10 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		if t.Failed() {
-			for _, e := range logs.All() {
-				t.Logf("listener %s %s %v", e.Level, e.Message, e.ContextMap())
-			}
-		}
 	})
 
 	conn := connectorConn(t, f, l, "swc-1")
-	eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
+	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
 	port := testutil.FreePort(t)
 	spec := api.Port{UID: "swc-1", Port: port, ConnectAddress: "db.internal", ConnectPort: 5432}
 	if err := l.Open(ctx, spec); err != nil {
@@ -333,8 +270,8 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 	if _, err := io.ReadAll(client); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client after a refusal: %v, want connection reset", err)
 	}
-	eventually(t, "listener logs the connector's reason", func() bool {
-		return logged(logs, "tunnel refused by connector", "forbidden: target not in policy")
+	testutil.Eventually(t, "listener logs the connector's reason", func() bool {
+		return testutil.Logged(logs, "tunnel refused by connector", logging.KeyReason, "forbidden: target not in policy")
 	})
 
 	if _, err := l.Close(ctx, port); err != nil {

@@ -105,7 +105,7 @@ func TestAPIBindAddressNotAvailable(t *testing.T) {
 	cfg.OpenAddrs = "192.0.2.1"
 	rl := e.startListener(cfg)
 	e.startConnector(e.connectorConfig("swc-1", rl.quicPort()))
-	eventually(t, "connector bound", func() bool { return rl.Connected("swc-1") })
+	testutil.Eventually(t, "connector bound", func() bool { return rl.Connected("swc-1") })
 	r := call(t, "POST", rl.api+"/open", fmt.Sprintf(`{"uid":"swc-1","port":%d,"connect_address":"127.0.0.1","connect_port":80}`, testutil.FreePort(t)))
 	if r.status != http.StatusBadRequest || !strings.Contains(r.errorText(t), "cannot assign requested address") {
 		t.Fatalf("open on an unavailable address: %d %s", r.status, r.body)

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/socket-warp/socket-warp/connector"
@@ -23,37 +21,11 @@ import (
 
 func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
-// logs is an in-memory log both daemons of a test write to; it is printed
-// when the test fails.
-type logs struct{ *observer.ObservedLogs }
-
-func newLogger(t *testing.T, name string) (*zap.Logger, logs) {
-	core, obs := observer.New(zapcore.DebugLevel)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, e := range obs.All() {
-				t.Logf("%s %s %s %v", name, e.Level, e.Message, e.ContextMap())
-			}
-		}
-	})
-	return zap.New(core), logs{obs}
-}
-
-// has reports whether some entry has msg and a field whose value contains want.
-func (l logs) has(msg, key, want string) bool {
-	for _, e := range l.FilterMessage(msg).All() {
-		if v, ok := e.ContextMap()[key]; ok && strings.Contains(fmt.Sprint(v), want) {
-			return true
-		}
-	}
-	return false
-}
-
 type runningListener struct {
 	*listener.Listener
 	cfg    listener.Config
-	logs   logs
-	api    string // http://127.0.0.1:port
+	logs   *observer.ObservedLogs // printed if the test fails
+	api    string                 // http://127.0.0.1:port
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -82,7 +54,7 @@ func (e *env) listenerConfig() listener.Config {
 
 func (e *env) startListener(cfg listener.Config) *runningListener {
 	e.t.Helper()
-	log, obs := newLogger(e.t, "listener")
+	log, obs := testutil.Logger(e.t, "listener")
 	l, err := listener.New(cfg, log)
 	if err != nil {
 		e.t.Fatalf("listener.New: %v", err)
@@ -105,7 +77,7 @@ func (rl *runningListener) quicPort() int { return rl.QUICAddrs()[0].(*net.UDPAd
 
 type runningConnector struct {
 	*connector.Connector
-	logs   logs
+	logs   *observer.ObservedLogs // printed if the test fails
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -121,7 +93,7 @@ func (e *env) connectorConfig(uid string, quicPort int) connector.Config {
 
 func (e *env) startConnector(cfg connector.Config) *runningConnector {
 	e.t.Helper()
-	log, obs := newLogger(e.t, "connector")
+	log, obs := testutil.Logger(e.t, "connector")
 	c, err := connector.New(cfg, log)
 	if err != nil {
 		e.t.Fatalf("connector.New: %v", err)
@@ -138,25 +110,12 @@ func (rc *runningConnector) stop() {
 	<-rc.done
 }
 
-// eventually polls cond until it holds; the deadline is a safety net, not a
-// measurement.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // setup starts a listener, one connector for uid and waits until it is bound.
 func setup(t *testing.T, uid string) (*env, *runningListener, *runningConnector) {
 	e := newEnv(t)
 	rl := e.startListener(e.listenerConfig())
 	rc := e.startConnector(e.connectorConfig(uid, rl.quicPort()))
-	eventually(t, "connector "+uid+" bound", func() bool { return rl.Connected(uid) })
+	testutil.Eventually(t, "connector "+uid+" bound", func() bool { return rl.Connected(uid) })
 	return e, rl, rc
 }
 

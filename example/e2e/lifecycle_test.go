@@ -23,15 +23,15 @@ func TestConnectorGoneAndBack(t *testing.T) {
 	proxy := testutil.NewUDPProxy(t, rl.QUICAddrs()[0].(*net.UDPAddr))
 	ccfg := e.connectorConfig("swc-1", proxy.Addr().Port)
 	e.startConnector(ccfg)
-	eventually(t, "connector bound", func() bool { return rl.Connected("swc-1") })
+	testutil.Eventually(t, "connector bound", func() bool { return rl.Connected("swc-1") })
 	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 	if got := roundTrip(t, dialPort(t, port), []byte("before")); string(got) != "before" {
 		t.Fatalf("before: %q", got)
 	}
 
 	proxy.Blackhole(true)
-	eventually(t, "listener notices the connector is gone", func() bool { return !rl.Connected("swc-1") })
-	if !rl.logs.has("connector disconnected", "reason", "idle timeout") {
+	testutil.Eventually(t, "listener notices the connector is gone", func() bool { return !rl.Connected("swc-1") })
+	if !testutil.Logged(rl.logs, "connector disconnected", "reason", "idle timeout") {
 		t.Error("listener did not log the idle timeout")
 	}
 
@@ -39,12 +39,12 @@ func TestConnectorGoneAndBack(t *testing.T) {
 	if err := clientOutcome(port); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client on a port without connector: %v, want connection reset", err)
 	}
-	if !rl.logs.has("tunnel refused", "reason", "connector not connected") {
+	if !testutil.Logged(rl.logs, "tunnel refused", "reason", "connector not connected") {
 		t.Error("listener did not log why it refused the client")
 	}
 
 	proxy.Blackhole(false)
-	eventually(t, "connector back", func() bool { return rl.Connected("swc-1") })
+	testutil.Eventually(t, "connector back", func() bool { return rl.Connected("swc-1") })
 	if got := roundTrip(t, dialPort(t, port), []byte("after")); string(got) != "after" {
 		t.Fatalf("after: %q", got)
 	}
@@ -71,16 +71,16 @@ func TestListenerRestartConnectorReconnects(t *testing.T) {
 	cfg := e.listenerConfig()
 	first := e.startListener(cfg)
 	rc := e.startConnector(e.connectorConfig("swc-1", first.quicPort()))
-	eventually(t, "connector bound", func() bool { return first.Connected("swc-1") })
+	testutil.Eventually(t, "connector bound", func() bool { return first.Connected("swc-1") })
 
 	cfg.Port = first.quicPort()
 	first.stop()
-	eventually(t, "connector sees the listener going away", func() bool {
-		return rc.logs.has("connection lost", "reason", "going away")
+	testutil.Eventually(t, "connector sees the listener going away", func() bool {
+		return testutil.Logged(rc.logs, "connection lost", "reason", "going away")
 	})
 
 	second := e.startListener(cfg)
-	eventually(t, "connector bound to the new listener", func() bool { return second.Connected("swc-1") })
+	testutil.Eventually(t, "connector bound to the new listener", func() bool { return second.Connected("swc-1") })
 	port := second.open(t, "swc-1", testutil.EchoServer(t))
 	if got := roundTrip(t, dialPort(t, port), []byte("again")); string(got) != "again" {
 		t.Fatalf("through the restarted listener: %q", got)

@@ -69,10 +69,10 @@ func TestOpenSSLCertificatesWork(t *testing.T) {
 		serverCert: filepath.Join(dir, "server.crt"), serverKey: filepath.Join(dir, "server.key")}
 	rl := e.startListener(e.listenerConfig())
 	e.startConnector(opensslConnectorConfig(dir, rl.quicPort()))
-	eventually(t, "connector "+uid+" bound", func() bool { return rl.Connected(uid) })
+	testutil.Eventually(t, "connector "+uid+" bound", func() bool { return rl.Connected(uid) })
 
 	port := rl.open(t, uid, testutil.EchoServer(t))
-	payload := randomBytes(t, 256<<10)
+	payload := testutil.RandomBytes(t, 256<<10)
 	if got := roundTrip(t, dialPort(t, port), payload); string(got) != string(payload) {
 		t.Fatalf("echo through the tunnel returned %d bytes that differ from the %d sent", len(got), len(payload))
 	}

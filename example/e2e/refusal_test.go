@@ -32,7 +32,7 @@ func dialRaw(t *testing.T, port int, conf *tls.Config) error {
 func TestRefusedWithoutClientCertificate(t *testing.T) {
 	e := newEnv(t)
 	rl := e.startListener(e.listenerConfig())
-	pool := mustPool(t, e.pki.CAPath)
+	pool := e.pki.Pool(t)
 	err := dialRaw(t, rl.quicPort(), &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{wire.ALPN}})
 	var te *quic.TransportError
 	if !errors.As(err, &te) || !te.Remote || !te.ErrorCode.IsCryptoError() {
@@ -47,8 +47,8 @@ func TestRefusedCertificateFromAnotherCA(t *testing.T) {
 	cfg := other.connectorConfig("swc-1", rl.quicPort())
 	cfg.CACertPath = e.pki.CAPath // it does trust the listener
 	rc := e.startConnector(cfg)
-	eventually(t, "connector logs the refusal", func() bool {
-		return rc.logs.has("listener refused this connector", "reason", "TLS handshake failed")
+	testutil.Eventually(t, "connector logs the refusal", func() bool {
+		return testutil.Logged(rc.logs, "listener refused this connector", "reason", "TLS handshake failed")
 	})
 	if rl.Connected("swc-1") {
 		t.Fatal("a certificate from another CA was bound")
@@ -61,8 +61,8 @@ func TestConnectorRejectsServerNameMismatch(t *testing.T) {
 	cfg := e.connectorConfig("swc-1", rl.quicPort())
 	cfg.ServerName = "not-the-listener.example"
 	rc := e.startConnector(cfg)
-	eventually(t, "connector rejects the listener's certificate", func() bool {
-		return rc.logs.has("listener certificate rejected", "reason", "not-the-listener.example")
+	testutil.Eventually(t, "connector rejects the listener's certificate", func() bool {
+		return testutil.Logged(rc.logs, "listener certificate rejected", "reason", "not-the-listener.example")
 	})
 	if rl.Connected("swc-1") {
 		t.Fatal("connector bound despite a server name mismatch")

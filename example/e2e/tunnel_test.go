@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -37,20 +36,12 @@ func roundTrip(t *testing.T, c *net.TCPConn, payload []byte) []byte {
 	return got
 }
 
-func randomBytes(t *testing.T, n int) []byte {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestPayloadsIntactBothWays(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
 	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 	for _, size := range []int{0, 1, 64 << 10, 32 << 20} {
 		t.Run(fmt.Sprintf("%dB", size), func(t *testing.T) {
-			payload := randomBytes(t, size)
+			payload := testutil.RandomBytes(t, size)
 			got := roundTrip(t, dialPort(t, port), payload)
 			if sha256.Sum256(got) != sha256.Sum256(payload) {
 				t.Fatalf("echo of %d bytes came back as %d bytes with a different checksum", size, len(got))
@@ -58,13 +49,13 @@ func TestPayloadsIntactBothWays(t *testing.T) {
 		})
 	}
 	// Both daemons log each tunnel once at its end, with the bytes each way.
-	eventually(t, "close log line", func() bool { return rl.logs.has("tunnel closed", "bytes_up", fmt.Sprint(32<<20)) })
+	testutil.Eventually(t, "close log line", func() bool { return testutil.Logged(rl.logs, "tunnel closed", "bytes_up", fmt.Sprint(32<<20)) })
 }
 
 func TestHalfCloseClientStillGetsReply(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
 	port := rl.open(t, "swc-1", testutil.DigestServer(t))
-	payload := randomBytes(t, 200<<10)
+	payload := testutil.RandomBytes(t, 200<<10)
 	// The digest server answers only after it has seen the client's FIN, so
 	// the reply proves FIN crossed the tunnel and the other direction stayed open.
 	got := roundTrip(t, dialPort(t, port), payload)
@@ -88,7 +79,7 @@ func TestConcurrentConnectionsNotMixedUp(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			payload := []byte(fmt.Sprintf("connection %d: %x", i, randomBytes(t, 1000+i)))
+			payload := []byte(fmt.Sprintf("connection %d: %x", i, testutil.RandomBytes(t, 1000+i)))
 			go func() { c.Write(payload); c.CloseWrite() }()
 			got, err := io.ReadAll(c)
 			if err != nil {
@@ -112,10 +103,10 @@ func TestDuplicateUIDRefusedFirstKeepsWorking(t *testing.T) {
 	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 
 	second := e.startConnector(e.connectorConfig("swc-1", rl.quicPort()))
-	eventually(t, "second connector told it is a duplicate", func() bool {
-		return second.logs.has("listener refused this connector", "reason", "already connected")
+	testutil.Eventually(t, "second connector told it is a duplicate", func() bool {
+		return testutil.Logged(second.logs, "listener refused this connector", "reason", "already connected")
 	})
-	if !rl.logs.has("connector refused", "reason", "already connected") {
+	if !testutil.Logged(rl.logs, "connector refused", "reason", "already connected") {
 		t.Error("listener did not log the refusal")
 	}
 	second.stop()
@@ -128,14 +119,14 @@ func TestDuplicateUIDRefusedFirstKeepsWorking(t *testing.T) {
 
 func TestDialFailureResetsClientWithReason(t *testing.T) {
 	_, rl, _ := setup(t, "swc-1")
-	closed := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freeClosedPort(t)}
+	closed := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: testutil.FreePort(t)}
 	port := rl.open(t, "swc-1", closed)
 
 	if err := clientOutcome(port); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read after a failed dial: err=%v, want connection reset", err)
 	}
-	eventually(t, "listener logs the connector's reason", func() bool {
-		return rl.logs.has("tunnel refused by connector", "reason", "connection refused")
+	testutil.Eventually(t, "listener logs the connector's reason", func() bool {
+		return testutil.Logged(rl.logs, "tunnel refused by connector", "reason", "connection refused")
 	})
 }
 
@@ -154,25 +145,10 @@ func TestCloseEndsInFlightConnections(t *testing.T) {
 		t.Fatalf("close: %d %s", r.status, r.body)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Read(buf); err == nil || errors.Is(err, syscall.ETIMEDOUT) || isTimeout(err) {
+	if _, err := c.Read(buf); err == nil || errors.Is(err, syscall.ETIMEDOUT) || testutil.IsTimeout(err) {
 		t.Fatalf("in-flight connection after /close: read err=%v, want it ended", err)
 	}
 	if _, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 		t.Fatal("closed port still accepts connections")
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func freeClosedPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
 }

@@ -1,20 +1,5 @@
 package e2e
 
-import (
-	"crypto/x509"
-	"strconv"
-	"testing"
-
-	"github.com/socket-warp/socket-warp/shared/tlsutil"
-)
+import "strconv"
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func mustPool(t *testing.T, path string) *x509.CertPool {
-	t.Helper()
-	p, err := tlsutil.LoadCertPool(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}

@@ -167,7 +167,7 @@ type setup struct {
 
 func newSetup(t *testing.T) *setup {
 	p := testutil.NewPKI(t)
-	s := &setup{pki: p, quicPort: freeUDPPort(t), apiPort: testutil.FreePort(t)}
+	s := &setup{pki: p, quicPort: testutil.FreeUDPPort(t), apiPort: testutil.FreePort(t)}
 	s.serverCert, s.serverKey = p.ServerCert(t)
 	s.clientCert, s.clientKey = p.ClientCert(t, "swc-proc")
 	return s
@@ -188,15 +188,6 @@ func (s *setup) connectorEnv() []string {
 		"SWC_CA_CERT_PATH=" + s.pki.CAPath, "SWC_SERVER_NAME=localhost", "SWC_SERVER_ADDRESS=127.0.0.1",
 		fmt.Sprintf("SWC_SERVICE_PORT=%d", s.quicPort), "SWC_RETRY_MIN=50ms", "SWC_RETRY_MAX=500ms",
 	}
-}
-
-func freeUDPPort(t *testing.T) int {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // TestSignalsExitCleanly: SIGTERM on the connector closes its connection

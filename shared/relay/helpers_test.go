@@ -2,22 +2,17 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
-	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -56,47 +51,18 @@ func tcpPair(t *testing.T) (dialed, accepted *net.TCPConn) {
 	return dialed, r.c
 }
 
-// tlsCert turns an in-memory leaf into what crypto/tls presents.
-func tlsCert(l *pki.Leaf) tls.Certificate {
-	return tls.Certificate{Certificate: [][]byte{l.Cert.Raw}, PrivateKey: l.Key, Leaf: l.Cert}
-}
-
 // quicPair returns both ends of one bidirectional stream on a fresh QUIC
 // connection over loopback with mutual TLS: the stream as opened by the
 // server (as the listener does) and as accepted by the client.
 func quicPair(t *testing.T) (opened, accepted *quic.Stream) {
 	t.Helper()
-	ca, err := pki.NewCA("relay test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ca.Issue(pki.LeafOptions{
-		CommonName: "localhost", Usage: pki.Server,
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ca.Issue(pki.LeafOptions{CommonName: "relay-test", Usage: pki.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
+	p := testutil.NewPKI(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), safety)
 	defer cancel()
 
-	ln, err := quic.ListenAddr("127.0.0.1:0", tlsutil.ServerConfig(tlsCert(server), pool), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	clientConn, err := quic.DialAddr(ctx, ln.Addr().String(), tlsutil.ClientConfig(tlsCert(client), pool, "localhost"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { clientConn.CloseWithError(wire.CodeNoError, "") })
+	ln, _ := testutil.QUICServer(t, p.ServerTLS(t), nil)
+	clientConn := testutil.QUICDial(t, ctx, ln.Addr(), p.ClientTLS(t, "relay-test"), nil)
 	serverConn, err := ln.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +155,7 @@ func (e *end) checkAbort(t *testing.T, code uint64, writing bool) {
 	t.Helper()
 	err := e.readErr()
 	switch {
-	case isTimeout(err):
+	case testutil.IsTimeout(err):
 		t.Errorf("%s: no abort within the safety bound: %v", e.name, err)
 	case e.stream != nil:
 		var se *quic.StreamError
@@ -216,17 +182,12 @@ func (e *end) checkWriteAborted(t *testing.T, err error, code uint64) {
 	switch {
 	case err == nil:
 		t.Errorf("%s: write succeeded, want it to fail after the abort", e.name)
-	case isTimeout(err):
+	case testutil.IsTimeout(err):
 		t.Errorf("%s: writes did not fail within the safety bound: %v", e.name, err)
 	case e.stream != nil && (!errors.As(err, &se) || !se.Remote || uint64(se.ErrorCode) != code):
 		t.Errorf("%s: write error %v, want STOP_SENDING from the relay with code %#x (%s)",
 			e.name, err, code, wire.CodeString(code))
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // topology is a relay with the test driving both outer ends. near is the
@@ -350,12 +311,6 @@ func goDigest(c Conn) <-chan digest {
 		ch <- d
 	}()
 	return ch
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
 }
 
 // roundTrip proves both legs are up and the relay is copying both ways.

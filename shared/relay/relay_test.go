@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -34,7 +35,7 @@ func TestRelayCopiesBytesIntact(t *testing.T) {
 				var aToB, bToA atomic.Int64
 				r := startRelay(t, a, b, Counters{AToB: &aToB, BToA: &bToA})
 
-				up, down := randomBytes(size.up), randomBytes(size.down)
+				up, down := testutil.RandomBytes(t, size.up), testutil.RandomBytes(t, size.down)
 				nearSent, farSent := goSend(near, up), goSend(far, down)
 				nearGot, farGot := goDigest(near), goDigest(far)
 				for _, c := range []struct {
@@ -88,7 +89,7 @@ func TestRelayHalfClose(t *testing.T) {
 				t.Fatalf("%s read %q, %v; want %q then EOF", far.name, got, err, request)
 			}
 
-			reply := randomBytes(256 << 10)
+			reply := testutil.RandomBytes(t, 256<<10)
 			sent := goSend(far, reply)
 			got, err = io.ReadAll(near)
 			if err != nil || !bytes.Equal(got, reply) {

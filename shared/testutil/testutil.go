@@ -1,9 +1,11 @@
 // Package testutil holds helpers for tests that run the real daemons on
-// loopback: certificates written to a temp dir, target servers, and a UDP
-// forwarder that can make a peer vanish without a goodbye.
+// loopback: certificates written to a temp dir and the TLS configurations
+// made from them, QUIC peers, target servers, a UDP forwarder that can make a
+// peer vanish without a goodbye, in-memory logs, and polling.
 package testutil
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"io"
 	"net"
@@ -76,12 +78,20 @@ func Listen(t testing.TB) *net.TCPListener {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	ln := Listen(t)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // Serve runs handle for every connection accepted on a fresh loopback
@@ -154,4 +164,14 @@ func DigestServer(t testing.TB) *net.TCPAddr {
 		c.Write(h.Sum(nil))
 		c.CloseWrite()
 	})
+}
+
+// RandomBytes returns n random bytes.
+func RandomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

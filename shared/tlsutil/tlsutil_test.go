@@ -1,4 +1,4 @@
-package tlsutil
+package tlsutil_test
 
 import (
 	"crypto/tls"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -58,7 +59,7 @@ func TestLoadCertPoolErrorsNameTheFile(t *testing.T) {
 		{"a directory", dir, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pool, err := LoadCertPool(tc.path)
+			pool, err := tlsutil.LoadCertPool(tc.path)
 			if err == nil {
 				t.Fatalf("LoadCertPool(%s) = %v, nil; want an error", tc.path, pool)
 			}
@@ -71,7 +72,7 @@ func TestLoadCertPoolErrorsNameTheFile(t *testing.T) {
 		})
 	}
 
-	if _, err := LoadCertPool(""); err == nil {
+	if _, err := tlsutil.LoadCertPool(""); err == nil {
 		t.Error(`LoadCertPool("") succeeded, want an error`)
 	}
 }
@@ -98,7 +99,7 @@ func TestLoadCertPoolReadsEveryCertificate(t *testing.T) {
 		bundle = append(bundle, ca.CertPEM()...)
 		leaves = append(leaves, leaf.Cert)
 	}
-	pool, err := LoadCertPool(writeFile(t, t.TempDir(), "bundle.pem", bundle))
+	pool, err := tlsutil.LoadCertPool(writeFile(t, t.TempDir(), "bundle.pem", bundle))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestLoadKeyPair(t *testing.T) {
 	certB, keyB := p.ClientCert(t, "uid-b")
 	missing := filepath.Join(p.Dir, "missing.pem")
 
-	cert, err := LoadKeyPair(certA, keyA)
+	cert, err := tlsutil.LoadKeyPair(certA, keyA)
 	if err != nil {
 		t.Fatalf("LoadKeyPair: %v", err)
 	}
@@ -141,7 +142,7 @@ func TestLoadKeyPair(t *testing.T) {
 		{"empty key file", certA, writeFile(t, p.Dir, "empty.key", nil), []string{certA, filepath.Join(p.Dir, "empty.key")}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadKeyPair(tc.cert, tc.key)
+			_, err := tlsutil.LoadKeyPair(tc.cert, tc.key)
 			if err == nil {
 				t.Fatalf("LoadKeyPair(%s, %s) succeeded, want an error", tc.cert, tc.key)
 			}
@@ -157,19 +158,19 @@ func TestLoadKeyPair(t *testing.T) {
 	}
 
 	for _, paths := range [][2]string{{"", keyA}, {certA, ""}} {
-		if _, err := LoadKeyPair(paths[0], paths[1]); err == nil {
+		if _, err := tlsutil.LoadKeyPair(paths[0], paths[1]); err == nil {
 			t.Errorf("LoadKeyPair(%q, %q) succeeded, want an error", paths[0], paths[1])
 		}
 	}
 }
 
 func TestConfigs(t *testing.T) {
-	s := ServerConfig(tls.Certificate{}, x509.NewCertPool())
+	s := tlsutil.ServerConfig(tls.Certificate{}, x509.NewCertPool())
 	if s.MinVersion != tls.VersionTLS13 || s.ClientAuth != tls.RequireAndVerifyClientCert ||
 		!slices.Equal(s.NextProtos, []string{wire.ALPN}) || s.InsecureSkipVerify {
 		t.Errorf("ServerConfig: MinVersion %#x, ClientAuth %v, NextProtos %q", s.MinVersion, s.ClientAuth, s.NextProtos)
 	}
-	c := ClientConfig(tls.Certificate{}, x509.NewCertPool(), "listener.example")
+	c := tlsutil.ClientConfig(tls.Certificate{}, x509.NewCertPool(), "listener.example")
 	if c.MinVersion != tls.VersionTLS13 || c.ServerName != "listener.example" ||
 		!slices.Equal(c.NextProtos, []string{wire.ALPN}) || c.InsecureSkipVerify {
 		t.Errorf("ClientConfig: MinVersion %#x, ServerName %q, NextProtos %q", c.MinVersion, c.ServerName, c.NextProtos)
@@ -235,15 +236,15 @@ func issue(t *testing.T, ca *pki.CA, opts pki.LeafOptions) tls.Certificate {
 func TestHandshake(t *testing.T) {
 	// The listener's files, loaded as the daemons load them.
 	p := testutil.NewPKI(t)
-	pool, err := LoadCertPool(p.CAPath)
+	pool, err := tlsutil.LoadCertPool(p.CAPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverCert, err := LoadKeyPair(p.ServerCert(t))
+	serverCert, err := tlsutil.LoadKeyPair(p.ServerCert(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientCert, err := LoadKeyPair(p.ClientCert(t, "uid-1"))
+	clientCert, err := tlsutil.LoadKeyPair(p.ClientCert(t, "uid-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,14 +332,14 @@ func TestHandshake(t *testing.T) {
 			if tc.clientCert != nil {
 				cc = *tc.clientCert
 			}
-			clientCfg := ClientConfig(cc, pool, tc.serverName)
+			clientCfg := tlsutil.ClientConfig(cc, pool, tc.serverName)
 			if tc.clientCert == nil {
 				clientCfg.Certificates = nil
 			}
 			if tc.tweak != nil {
 				tc.tweak(clientCfg)
 			}
-			r := handshake(t, ServerConfig(tc.serverCert, pool), clientCfg)
+			r := handshake(t, tlsutil.ServerConfig(tc.serverCert, pool), clientCfg)
 
 			if tc.serverSays == nil && tc.clientSays == nil {
 				if r.serverErr != nil || r.clientErr != nil {

@@ -54,11 +54,7 @@ type LeafOptions struct {
 
 // NewCA creates a self-signed ECDSA P-256 CA.
 func NewCA(commonName string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate CA key: %w", err)
-	}
-	serial, err := newSerial()
+	key, serial, err := newKeyAndSerial(commonName)
 	if err != nil {
 		return nil, err
 	}
@@ -85,11 +81,7 @@ func NewCA(commonName string) (*CA, error) {
 
 // Issue signs a new leaf certificate with a fresh ECDSA P-256 key.
 func (ca *CA) Issue(opts LeafOptions) (*Leaf, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate key for %q: %w", opts.CommonName, err)
-	}
-	serial, err := newSerial()
+	key, serial, err := newKeyAndSerial(opts.CommonName)
 	if err != nil {
 		return nil, err
 	}
@@ -208,10 +200,16 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-func newSerial() (*big.Int, error) {
-	s, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// newKeyAndSerial makes what every new certificate needs: a P-256 key and a
+// random 127-bit serial.
+func newKeyAndSerial(cn string) (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("certificate serial: %w", err)
+		return nil, nil, fmt.Errorf("generate key for %q: %w", cn, err)
 	}
-	return s, nil
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate serial for %q: %w", cn, err)
+	}
+	return key, serial, nil
 }

@@ -50,8 +50,9 @@ func TestConnectorGoneAndBack(t *testing.T) {
 	}
 }
 
-// clientOutcome connects, sends a little and reads to the end. The reset
-// can come so quickly that the connect itself reports it.
+// clientOutcome connects, sends a little and reads to the end, and returns
+// the first error. Linux reports a reset to one call only: the connect, the
+// write or the read, whichever the RST reaches first.
 func clientOutcome(port int) error {
 	c, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
@@ -59,7 +60,9 @@ func clientOutcome(port int) error {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Write([]byte("hello"))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		return err
+	}
 	_, err = io.ReadAll(c)
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,16 @@ type Config struct {
 	// StreamOpenTimeout bounds the wait for stream credit from a connector
 	// that has too many tunnelled connections open.
 	StreamOpenTimeout time.Duration `envconfig:"SWL_STREAM_OPEN_TIMEOUT" default:"5s" desc:"wait for a QUIC stream to a connector"`
+
+	// SCEPURL, when set, makes the SCEP server's verify endpoint the judge
+	// of every connector (UID, revocation); empty means CA check, UID = CN.
+	SCEPURL        string        `envconfig:"SWL_SCEP_URL" desc:"SCEP server base URL for /api/cert/verify"`
+	VerifyCacheTTL time.Duration `envconfig:"SWL_VERIFY_CACHE_TTL" default:"60s" desc:"cache of positive verify answers; connected connectors are re-verified this often"`
+	VerifyTimeout  time.Duration `envconfig:"SWL_VERIFY_TIMEOUT" default:"5s" desc:"timeout of one verify request"`
+
+	CRLPath    string        `envconfig:"SWL_CRL_PATH" desc:"CRL file (DER or PEM), re-read when it changes"`
+	CRLURL     string        `envconfig:"SWL_CRL_URL" desc:"CRL URL, e.g. the SCEP server's ?operation=GetCRL"`
+	CRLRefresh time.Duration `envconfig:"SWL_CRL_REFRESH" default:"60s" desc:"how often the CRL is re-read or re-fetched"`
 
 	OpenAddrs string `envconfig:"SWL_OPEN_ADDRS" default:"0.0.0.0" desc:"bind addresses of opened ports, comma separated"`
 
@@ -78,6 +89,28 @@ func (c Config) Validate() error {
 		add("SWL_IDLE_TIMEOUT=%s must be positive", c.IdleTimeout)
 	} else if c.KeepAlive >= c.IdleTimeout {
 		add("SWL_KEEPALIVE=%s must be shorter than SWL_IDLE_TIMEOUT=%s", c.KeepAlive, c.IdleTimeout)
+	}
+	if c.SCEPURL != "" {
+		if u, err := url.Parse(c.SCEPURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("SWL_SCEP_URL=%q is not an http(s) URL", c.SCEPURL)
+		}
+		if c.VerifyCacheTTL <= 0 {
+			add("SWL_VERIFY_CACHE_TTL=%s must be positive", c.VerifyCacheTTL)
+		}
+		if c.VerifyTimeout <= 0 {
+			add("SWL_VERIFY_TIMEOUT=%s must be positive", c.VerifyTimeout)
+		}
+	}
+	if c.CRLPath != "" && c.CRLURL != "" {
+		add("SWL_CRL_PATH and SWL_CRL_URL are both set: choose one")
+	}
+	if c.CRLURL != "" {
+		if u, err := url.Parse(c.CRLURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("SWL_CRL_URL=%q is not an http(s) URL", c.CRLURL)
+		}
+	}
+	if (c.CRLPath != "" || c.CRLURL != "") && c.CRLRefresh <= 0 {
+		add("SWL_CRL_REFRESH=%s must be positive", c.CRLRefresh)
 	}
 	if c.StreamOpenTimeout <= 0 {
 		add("SWL_STREAM_OPEN_TIMEOUT=%s must be positive", c.StreamOpenTimeout)

@@ -40,6 +40,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		CertPath: "/etc/sw/server.crt", KeyPath: "/etc/sw/server.key", CAPath: "/etc/sw/ca.crt",
 		Addrs: "0.0.0.0", Port: 11443,
 		KeepAlive: 50 * time.Second, IdleTimeout: 60 * time.Second, StreamOpenTimeout: 5 * time.Second,
+		VerifyCacheTTL: 60 * time.Second, VerifyTimeout: 5 * time.Second, CRLRefresh: 60 * time.Second,
 		OpenAddrs: "0.0.0.0",
 		APIAddrs:  "127.0.0.1", APIPort: 8080,
 		LogLevel: "info", LogFormat: "console",
@@ -57,6 +58,8 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		"SWL_KEEPALIVE": "10s", "SWL_IDLE_TIMEOUT": "30s", "SWL_STREAM_OPEN_TIMEOUT": "2s",
 		"SWL_OPEN_ADDRS": "127.0.0.1", "APIS_ADDRS": "::1", "APIS_PORT": "9090",
 		"SWL_LOG_LEVEL": "debug", "SWL_LOG_FORMAT": "json",
+		"SWL_SCEP_URL": "http://scep.internal:3000", "SWL_VERIFY_CACHE_TTL": "30s", "SWL_VERIFY_TIMEOUT": "2s",
+		"SWL_CRL_URL": "http://scep.internal:3000/scep?operation=GetCRL", "SWL_CRL_REFRESH": "15s",
 	} {
 		t.Setenv(k, v)
 	}
@@ -68,6 +71,8 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		CertPath: "/etc/sw/server.crt", KeyPath: "/etc/sw/server.key", CAPath: "/etc/sw/ca.crt",
 		Addrs: "127.0.0.1,::1", Port: 12443,
 		KeepAlive: 10 * time.Second, IdleTimeout: 30 * time.Second, StreamOpenTimeout: 2 * time.Second,
+		SCEPURL: "http://scep.internal:3000", VerifyCacheTTL: 30 * time.Second, VerifyTimeout: 2 * time.Second,
+		CRLURL: "http://scep.internal:3000/scep?operation=GetCRL", CRLRefresh: 15 * time.Second,
 		OpenAddrs: "127.0.0.1", APIAddrs: "::1", APIPort: 9090,
 		LogLevel: "debug", LogFormat: "json",
 	}
@@ -107,6 +112,15 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"SWL_KEEPALIVE=1m0s must be shorter than SWL_IDLE_TIMEOUT=1m0s",
 		"SWL_STREAM_OPEN_TIMEOUT=0s must be positive",
 	)
+
+	c = Config{
+		SCEPURL: "scep.internal:3000", CRLPath: "/etc/sw/crl.der", CRLURL: "ftp://x/crl",
+		Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
+	}
+	testutil.WantErr(t, c.Validate(),
+		`SWL_SCEP_URL="scep.internal:3000" is not an http(s) URL`, "SWL_VERIFY_CACHE_TTL=0s must be positive",
+		"SWL_VERIFY_TIMEOUT=0s must be positive", "SWL_CRL_PATH and SWL_CRL_URL are both set",
+		`SWL_CRL_URL="ftp://x/crl" is not an http(s) URL`, "SWL_CRL_REFRESH=0s must be positive")
 
 	c = Config{IdleTimeout: -time.Second, Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1"}
 	testutil.WantErr(t, c.Validate(), "SWL_KEEPALIVE=0s must be positive", "SWL_IDLE_TIMEOUT=-1s must be positive")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -64,6 +65,16 @@ type Config struct {
 	RetryMin      Duration `json:"retry_min" envconfig:"SWC_RETRY_MIN"`
 	RetryMax      Duration `json:"retry_max" envconfig:"SWC_RETRY_MAX"`
 
+	// SCEP: with a UID and a one-time secret the connector enrolls itself
+	// when it has no certificate yet; with a renewal secret it renews its
+	// certificate before it expires, without a restart.
+	SCEPURL       string  `json:"scep_url" envconfig:"SWC_SCEP_URL"`
+	UID           string  `json:"uid" envconfig:"SWC_UID"`
+	EnrollSecret  string  `json:"enroll_secret" envconfig:"SWC_ENROLL_SECRET"`
+	RenewSecret   string  `json:"renew_secret" envconfig:"SWC_RENEW_SECRET"`
+	RenewAt       float64 `json:"renew_at" envconfig:"SWC_RENEW_AT"`
+	CAFingerprint string  `json:"ca_fingerprint" envconfig:"SWC_CA_FINGERPRINT"`
+
 	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL"`
 	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT"`
 }
@@ -78,6 +89,7 @@ func Defaults() Config {
 		HeaderTimeout: Duration(10 * time.Second),
 		RetryMin:      Duration(time.Second),
 		RetryMax:      Duration(30 * time.Second),
+		RenewAt:       2.0 / 3,
 		LogLevel:      "info",
 		LogFormat:     "console",
 	}
@@ -170,6 +182,25 @@ func (c Config) Validate() error {
 	}
 	if c.KeepAlive >= c.IdleTimeout && c.IdleTimeout > 0 {
 		add("keep_alive %s must be shorter than idle_timeout %s", time.Duration(c.KeepAlive), time.Duration(c.IdleTimeout))
+	}
+	if c.SCEPURL != "" {
+		if u, err := url.Parse(c.SCEPURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("scep_url (SWC_SCEP_URL) %q is not an http(s) URL", c.SCEPURL)
+		}
+	}
+	if c.EnrollSecret != "" && (c.SCEPURL == "" || c.UID == "") {
+		add("enroll_secret (SWC_ENROLL_SECRET) needs scep_url (SWC_SCEP_URL) and uid (SWC_UID)")
+	}
+	if c.RenewSecret != "" && c.SCEPURL == "" {
+		add("renew_secret (SWC_RENEW_SECRET) needs scep_url (SWC_SCEP_URL)")
+	}
+	for _, f := range []struct{ key, v string }{{"enroll_secret (SWC_ENROLL_SECRET)", c.EnrollSecret}, {"renew_secret (SWC_RENEW_SECRET)", c.RenewSecret}} {
+		if strings.Contains(f.v, `\`) {
+			add("%s must not contain a backslash", f.key)
+		}
+	}
+	if c.RenewAt <= 0 || c.RenewAt >= 1 {
+		add("renew_at (SWC_RENEW_AT) %g must be a fraction of the certificate's lifetime between 0 and 1", c.RenewAt)
 	}
 	if c.RetryMin > c.RetryMax {
 		add("retry_min %s is larger than retry_max %s", time.Duration(c.RetryMin), time.Duration(c.RetryMax))

@@ -171,7 +171,20 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"header_timeout (SWC_HEADER_TIMEOUT) must be positive",
 		"keep_alive 1m0s must be shorter than idle_timeout 1m0s",
 		"retry_min 1m0s is larger than retry_max 1s",
+		"renew_at (SWC_RENEW_AT) 0 must be a fraction",
 	)
+	c = Defaults()
+	c.ClientCertPath, c.ClientKeyPath, c.CACertPath, c.ServerName = "a", "b", "c", "d"
+	c.SCEPURL, c.EnrollSecret, c.RenewSecret, c.RenewAt = "ca.example:3000", `se\cret`, `x\y`, 1
+	testutil.WantErr(t, c.Validate(),
+		`scep_url (SWC_SCEP_URL) "ca.example:3000" is not an http(s) URL`,
+		"enroll_secret (SWC_ENROLL_SECRET) needs scep_url (SWC_SCEP_URL) and uid (SWC_UID)",
+		"enroll_secret (SWC_ENROLL_SECRET) must not contain a backslash",
+		"renew_secret (SWC_RENEW_SECRET) must not contain a backslash",
+		"renew_at (SWC_RENEW_AT) 1 must be a fraction",
+	)
+	c.SCEPURL = ""
+	testutil.WantErr(t, c.Validate(), "renew_secret (SWC_RENEW_SECRET) needs scep_url (SWC_SCEP_URL)")
 	ok := Defaults()
 	ok.ClientCertPath, ok.ClientKeyPath, ok.CACertPath, ok.ServerName = "a", "b", "c", "d"
 	if err := ok.Validate(); err != nil {

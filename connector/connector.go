@@ -8,7 +8,6 @@ package connector
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,7 +34,7 @@ const MaxStreams = 1 << 16
 type Connector struct {
 	cfg      Config
 	log      *zap.Logger
-	tlsConf  *tls.Config
+	certs    *tlsutil.Reloader
 	quicConf *quic.Config
 	addr     string
 }
@@ -45,11 +44,7 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cert, err := tlsutil.LoadKeyPair(cfg.ClientCertPath, cfg.ClientKeyPath)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := tlsutil.LoadCertPool(cfg.CACertPath)
+	certs, err := tlsutil.NewReloader(cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath, log.Named("tls"))
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +53,9 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 		host = cfg.ServerName
 	}
 	return &Connector{
-		cfg:     cfg,
-		log:     log,
-		tlsConf: tlsutil.ClientConfig(cert, pool, cfg.ServerName),
+		cfg:   cfg,
+		log:   log,
+		certs: certs,
 		quicConf: &quic.Config{
 			KeepAlivePeriod:       time.Duration(cfg.KeepAlive),
 			MaxIdleTimeout:        time.Duration(cfg.IdleTimeout),
@@ -86,7 +81,8 @@ func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, erro
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}
 	tr := &quic.Transport{Conn: udp}
-	conn, err := tr.Dial(ctx, raddr, c.tlsConf, c.quicConf)
+	// A config per attempt: a rotated CA file applies from the next dial.
+	conn, err := tr.Dial(ctx, raddr, c.certs.ClientConfig(c.cfg.ServerName), c.quicConf)
 	if err != nil {
 		closeTransport(tr)
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
@@ -99,9 +95,18 @@ func closeTransport(tr *quic.Transport) {
 	_ = tr.Conn.Close()
 }
 
+// ReloadCertificates re-reads the certificate, key and CA files (SIGHUP).
+// The next handshake uses the new material; the live connection stays up.
+func (c *Connector) ReloadCertificates() error { return c.certs.Reload() }
+
 // Run keeps a connection to the listener until ctx ends. Every failure is
 // retried with backoff; a connection that stayed up for a while resets it.
 func (c *Connector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = c.certs.Run(ctx) })
 	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
 	healthy := time.Duration(c.cfg.RetryMax)
 	for attempt := 1; ; attempt++ {

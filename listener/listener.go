@@ -36,6 +36,7 @@ var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavail
 type Listener struct {
 	cfg       Config
 	log       *zap.Logger
+	certs     *tlsutil.Reloader
 	verifier  auth.Verifier
 	sessions  *registry.Registry
 	openAddrs []string
@@ -57,17 +58,14 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cert, err := tlsutil.LoadKeyPair(cfg.CertPath, cfg.KeyPath)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := tlsutil.LoadCertPool(cfg.CAPath)
+	certs, err := tlsutil.NewReloader(cfg.CertPath, cfg.KeyPath, cfg.CAPath, log.Named("tls"))
 	if err != nil {
 		return nil, err
 	}
 	l := &Listener{
 		cfg:      cfg,
 		log:      log,
+		certs:    certs,
 		verifier: auth.CommonName{},
 		sessions: registry.New(),
 		ports:    map[int]*binding{},
@@ -75,7 +73,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
 	l.api = api.New(l, log)
 
-	tlsConf := tlsutil.ServerConfig(cert, pool)
+	tlsConf := certs.ServerConfig()
 	quicConf := &quic.Config{
 		MaxIdleTimeout:  cfg.IdleTimeout,
 		KeepAlivePeriod: cfg.KeepAlive,
@@ -186,6 +184,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	for _, ln := range l.quicLns {
 		wg.Go(func() { l.acceptConnectors(ctx, ln, &wg) })
 	}
+	wg.Go(func() { _ = l.certs.Run(ctx) })
 	for _, a := range l.QUICAddrs() {
 		l.log.Info("listening for connectors", zap.Stringer("addr", a))
 	}
@@ -346,6 +345,11 @@ func (l *Listener) List() []api.Port {
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
 }
+
+// ReloadCertificates re-reads the certificate, key and CA files (SIGHUP).
+// New handshakes use the new material; established connections stay up; a
+// broken file is logged and the previous material kept.
+func (l *Listener) ReloadCertificates() error { return l.certs.Reload() }
 
 // Connected reports whether uid has a live connection.
 func (l *Listener) Connected(uid string) bool { return l.sessions.Get(uid) != nil }

@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -287,5 +288,39 @@ func TestBadStartIsOneLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSIGHUPReloadsAndKeepsRunning: a rotated certificate is picked up and a
+// SIGHUP re-reads the files instead of killing the process (Go's default).
+func TestSIGHUPReloadsAndKeepsRunning(t *testing.T) {
+	s := newSetup(t)
+	l := start(t, "sw-listener", s.listenerEnv()...)
+	l.waitFor(t, "api listening")
+
+	// Replace the server certificate by a new one from the same CA.
+	cert, key := s.pki.Issue(t, "server", pki.LeafOptions{CommonName: "localhost", Usage: pki.Server,
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if cert != s.serverCert || key != s.serverKey {
+		t.Fatalf("rotation wrote %s %s, not the listener's files", cert, key)
+	}
+	l.waitFor(t, "certificates reloaded")
+
+	for range 3 {
+		l.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/list", s.apiPort))
+	if err != nil {
+		t.Fatalf("API after SIGHUP: %v", err)
+	}
+	resp.Body.Close()
+	select {
+	case <-l.done:
+		t.Fatalf("listener died after SIGHUP: %v", l.err)
+	default:
+	}
+	l.cmd.Process.Signal(syscall.SIGTERM)
+	if code := l.exit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
 	}
 }

@@ -1,6 +1,10 @@
 // Package tlsutil loads certificates from PEM files and builds the mutual-TLS
 // configurations of both daemons. Errors name the file and the problem, since
 // they are what an operator sees when a daemon refuses to start.
+//
+// A Reloader keeps that material current: it re-reads the files when they
+// change (or when asked, on SIGHUP) and its configurations pick up the new
+// material at every handshake.
 package tlsutil
 
 import (
@@ -16,6 +20,15 @@ import (
 
 // LoadCertPool reads one or more PEM certificates from path.
 func LoadCertPool(path string) (*x509.CertPool, error) {
+	data, err := readCAFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool, _, err := parseCertPool(path, data)
+	return pool, err
+}
+
+func readCAFile(path string) ([]byte, error) {
 	if path == "" {
 		return nil, errors.New("CA certificate: no path configured")
 	}
@@ -23,6 +36,12 @@ func LoadCertPool(path string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate %s: %w", path, err)
 	}
+	return data, nil
+}
+
+// parseCertPool parses the contents of the CA file at path and also returns
+// how many certificates it holds.
+func parseCertPool(path string, data []byte) (*x509.CertPool, int, error) {
 	pool := x509.NewCertPool()
 	n := 0
 	for rest := data; ; {
@@ -36,33 +55,52 @@ func LoadCertPool(path string) (*x509.CertPool, error) {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("CA certificate %s: %w", path, err)
+			return nil, 0, fmt.Errorf("CA certificate %s: %w", path, err)
 		}
 		pool.AddCert(c)
 		n++
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("CA certificate %s: no PEM certificate found", path)
+		return nil, 0, fmt.Errorf("CA certificate %s: no PEM certificate found", path)
 	}
-	return pool, nil
+	return pool, n, nil
 }
 
 // LoadKeyPair reads a PEM certificate (chain) and its private key.
 func LoadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
+	certPEM, keyPEM, err := readKeyPairFiles(certPath, keyPath)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return parseKeyPair(certPath, keyPath, certPEM, keyPEM)
+}
+
+func readKeyPairFiles(certPath, keyPath string) (certPEM, keyPEM []byte, err error) {
 	if certPath == "" || keyPath == "" {
-		return tls.Certificate{}, errors.New("certificate and key: both paths must be configured")
+		return nil, nil, errors.New("certificate and key: both paths must be configured")
 	}
-	certPEM, err := os.ReadFile(certPath)
+	certPEM, err = os.ReadFile(certPath)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("certificate %s: %w", certPath, err)
+		return nil, nil, fmt.Errorf("certificate %s: %w", certPath, err)
 	}
-	keyPEM, err := os.ReadFile(keyPath)
+	keyPEM, err = os.ReadFile(keyPath)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("private key %s: %w", keyPath, err)
+		return nil, nil, fmt.Errorf("private key %s: %w", keyPath, err)
 	}
+	return certPEM, keyPEM, nil
+}
+
+// parseKeyPair parses the contents of the two files; the result has its
+// Leaf set.
+func parseKeyPair(certPath, keyPath string, certPEM, keyPEM []byte) (tls.Certificate, error) {
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("certificate %s with key %s: %w", certPath, keyPath, err)
+	}
+	if cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return tls.Certificate{}, fmt.Errorf("certificate %s: %w", certPath, err)
+		}
 	}
 	return cert, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/connector"
 	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/sighup"
 )
 
 func main() {
@@ -29,6 +30,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer sighup.Handle(ctx, func() { _ = c.ReloadCertificates() })()
 	_ = c.Run(ctx)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/listener"
 	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/sighup"
 )
 
 func main() {
@@ -35,6 +36,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer sighup.Handle(ctx, func() { _ = l.ReloadCertificates() })()
 	if err := l.Run(ctx); err != nil {
 		log.Error("stopped", zap.Error(err))
 		os.Exit(1)

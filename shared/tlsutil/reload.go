@@ -1,0 +1,361 @@
+package tlsutil
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// Defaults for a Reloader's Run.
+const (
+	DefaultPollInterval = 30 * time.Second
+	DefaultDebounce     = 100 * time.Millisecond
+)
+
+// kubeDataDir is the symlink a Kubernetes secret or configmap volume swaps
+// atomically on every update; the files themselves are symlinks through it
+// and never change.
+const kubeDataDir = "..data"
+
+// Reloader holds a certificate, its key and a CA pool loaded from files, and
+// replaces them when the files change. TLS configurations made by it read the
+// current material at every handshake, so new handshakes use new files while
+// established connections are left alone.
+//
+// Material is only ever replaced as a whole: a file that does not parse, or a
+// certificate that does not match its key (say, the certificate was written
+// and the key not yet), is logged and the previous certificate, key and CA
+// pool are all kept.
+type Reloader struct {
+	certPath, keyPath, caPath string
+	log                       *zap.Logger
+	poll, debounce            time.Duration
+
+	cur atomic.Pointer[material]
+
+	mu    sync.Mutex // serialises Reload; guards the following fields
+	stats [3]fileStat
+	subs  []chan struct{}
+}
+
+// material is one consistent load of the three files; never modified.
+type material struct {
+	cert    *tls.Certificate // Leaf set
+	pool    *x509.CertPool
+	caCount int
+	server  *tls.Config
+	sums    [3][sha256.Size]byte // of the certificate, key and CA files
+}
+
+// ReloaderOption tunes a Reloader.
+type ReloaderOption func(*Reloader)
+
+// WithPollInterval sets how often Run compares the files' size, modification
+// time and identity, in case the file system sends no events (some network
+// and FUSE file systems); d <= 0 turns polling off. Default 30s.
+func WithPollInterval(d time.Duration) ReloaderOption {
+	return func(r *Reloader) { r.poll = d }
+}
+
+// WithDebounce sets how long Run waits after a file event for more to come
+// before reloading, so that a certificate and key written one after the
+// other are read once. Default 100ms.
+func WithDebounce(d time.Duration) ReloaderOption {
+	return func(r *Reloader) { r.debounce = d }
+}
+
+// NewReloader loads the certificate, key and CA files. Any error names the
+// file: it is what stops a daemon at start.
+func NewReloader(certPath, keyPath, caPath string, log *zap.Logger, opts ...ReloaderOption) (*Reloader, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	r := &Reloader{
+		certPath: certPath,
+		keyPath:  keyPath,
+		caPath:   caPath,
+		log:      log,
+		poll:     DefaultPollInterval,
+		debounce: DefaultDebounce,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	stats := r.statFiles()
+	m, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	r.stats = stats
+	r.cur.Store(m)
+	r.log.Info("certificates loaded", m.fields()...)
+	return r, nil
+}
+
+// Reload reads all three files again. If any of them cannot be read or
+// parsed, or the certificate does not match the key, it logs one line naming
+// the file and the problem, keeps all of the previous material and returns
+// the error. Otherwise the new material is used by every handshake from now
+// on; if anything changed, one line is logged and subscribers are notified.
+//
+// Reload is safe to call at any time, with or without Run (on SIGHUP, say).
+func (r *Reloader) Reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Stat before reading: should a file change in between, the next poll
+	// sees a difference and reloads once more, which costs nothing.
+	r.stats = r.statFiles()
+	m, err := r.load()
+	if err != nil {
+		r.log.Error("certificate reload failed, keeping the previous certificates", zap.Error(err))
+		return err
+	}
+	old := r.cur.Load()
+	if m.sums == old.sums {
+		return nil
+	}
+	r.cur.Store(m)
+	var changed []string
+	for i, name := range []string{"cert", "key", "ca"} {
+		if m.sums[i] != old.sums[i] {
+			changed = append(changed, name)
+		}
+	}
+	r.log.Info("certificates reloaded", append(m.fields(), zap.Strings("changed", changed))...)
+	for _, ch := range r.subs {
+		select {
+		case ch <- struct{}{}:
+		default: // a notification is already pending
+		}
+	}
+	return nil
+}
+
+// load reads and parses the three files.
+func (r *Reloader) load() (*material, error) {
+	certPEM, keyPEM, err := readKeyPairFiles(r.certPath, r.keyPath)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := readCAFile(r.caPath)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := parseKeyPair(r.certPath, r.keyPath, certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool, n, err := parseCertPool(r.caPath, caPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &material{
+		cert:    &cert,
+		pool:    pool,
+		caCount: n,
+		server:  ServerConfig(cert, pool),
+		sums:    [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
+	}, nil
+}
+
+// fields describe the material for logs; never the key.
+func (m *material) fields() []zap.Field {
+	leaf := m.cert.Leaf
+	return []zap.Field{
+		zap.String("subject", leaf.Subject.String()),
+		zap.String("serial", leaf.SerialNumber.Text(16)),
+		zap.Time("not_after", leaf.NotAfter),
+		zap.Int("ca_certs", m.caCount),
+	}
+}
+
+// ServerConfig is the listener's TLS configuration (see the function
+// ServerConfig): every handshake uses the current certificate and the
+// current client CA pool.
+func (r *Reloader) ServerConfig() *tls.Config {
+	// The outer configuration only chooses the inner one; should anything
+	// ever ignore GetConfigForClient, an empty pool fails closed (nil would
+	// mean the system roots).
+	c := ServerConfig(tls.Certificate{}, x509.NewCertPool())
+	c.Certificates = nil
+	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return r.cur.Load().server, nil
+	}
+	return c
+}
+
+// ClientConfig is the connector's TLS configuration (see the function
+// ClientConfig). The client certificate is looked up at every handshake, so
+// even a long-lived configuration presents the current one; the root CAs are
+// those current when ClientConfig is called, so call it for every dial.
+//
+// Unlike a fixed certificate, the current one is presented even when it does
+// not chain to a CA the server asks for: the server then says why it refuses.
+func (r *Reloader) ClientConfig(serverName string) *tls.Config {
+	c := ClientConfig(tls.Certificate{}, r.cur.Load().pool, serverName)
+	c.Certificates = nil
+	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return r.cur.Load().cert, nil
+	}
+	return c
+}
+
+// Leaf is the current certificate, for expiry checks and renewal. The caller
+// must not modify it.
+func (r *Reloader) Leaf() *x509.Certificate { return r.cur.Load().cert.Leaf }
+
+// Subscribe returns a channel that receives a value after each reload that
+// changed something. Notifications coalesce: a subscriber that is not
+// waiting finds one pending, however many reloads happened meanwhile. The
+// channel is never closed.
+func (r *Reloader) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.subs = append(r.subs, ch)
+	r.mu.Unlock()
+	return ch
+}
+
+// Run watches the files until ctx ends, calling Reload when one of them
+// changes, and returns nil once ctx has ended and every goroutine it started
+// has too.
+//
+// It watches the directories that hold the files rather than the files, since
+// editors, mv and certificate tools replace a file by renaming another over
+// it, and Kubernetes swaps a "..data" symlink. Bursts of events are debounced.
+// As a fallback it also polls the files' size, modification time and
+// identity. Should the file system refuse to be watched, Run logs a warning
+// and polls only.
+func (r *Reloader) Run(ctx context.Context) error {
+	names := map[string]bool{kubeDataDir: true}
+	dirs := map[string]bool{}
+	for _, p := range []string{r.certPath, r.keyPath, r.caPath} {
+		names[filepath.Base(p)] = true
+		dirs[filepath.Dir(p)] = true
+	}
+
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		r.log.Warn("cannot watch certificate files, polling only",
+			zap.Duration("poll_interval", r.poll), zap.Error(err))
+	} else {
+		defer w.Close() // waits for the watcher's goroutine to end
+		events, errs = w.Events, w.Errors
+		r.watchDirs(w, dirs, true)
+	}
+
+	var tick <-chan time.Time
+	if r.poll > 0 {
+		t := time.NewTicker(r.poll)
+		defer t.Stop()
+		tick = t.C
+	}
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+
+	// Catch what changed between NewReloader and now.
+	r.reloadIfStatChanged()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if names[filepath.Base(ev.Name)] {
+				debounce.Reset(r.debounce)
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			r.log.Warn("certificate file watch", zap.Error(err))
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				debounce.Reset(r.debounce) // events were lost
+			}
+		case <-debounce.C:
+			_ = r.Reload() // logs its errors
+		case <-tick:
+			if w != nil {
+				r.watchDirs(w, dirs, false) // a directory may have been replaced
+			}
+			r.reloadIfStatChanged()
+		}
+	}
+}
+
+// watchDirs adds the directories that are not watched yet. A failure is
+// logged once (at start); polling still covers the files.
+func (r *Reloader) watchDirs(w *fsnotify.Watcher, dirs map[string]bool, first bool) {
+	watched := map[string]bool{}
+	for _, d := range w.WatchList() {
+		watched[d] = true
+	}
+	for d := range dirs {
+		if watched[d] {
+			continue
+		}
+		if err := w.Add(d); err != nil && first {
+			r.log.Warn("cannot watch certificate directory, polling only",
+				zap.String("dir", d), zap.Duration("poll_interval", r.poll), zap.Error(err))
+		}
+	}
+}
+
+func (r *Reloader) reloadIfStatChanged() {
+	now := r.statFiles()
+	r.mu.Lock()
+	same := statsEqual(now, r.stats)
+	r.mu.Unlock()
+	if !same {
+		_ = r.Reload() // logs its errors
+	}
+}
+
+// fileStat is what polling compares. os.Stat follows symlinks, so a swapped
+// link shows as a different file.
+type fileStat struct {
+	err string
+	fi  os.FileInfo
+}
+
+func (a fileStat) equal(b fileStat) bool {
+	if a.fi == nil || b.fi == nil {
+		return a.fi == nil && b.fi == nil && a.err == b.err
+	}
+	return os.SameFile(a.fi, b.fi) && a.fi.Size() == b.fi.Size() &&
+		a.fi.ModTime().Equal(b.fi.ModTime()) && a.fi.Mode() == b.fi.Mode()
+}
+
+func statsEqual(a, b [3]fileStat) bool {
+	return a[0].equal(b[0]) && a[1].equal(b[1]) && a[2].equal(b[2])
+}
+
+func (r *Reloader) statFiles() [3]fileStat {
+	var out [3]fileStat
+	for i, p := range []string{r.certPath, r.keyPath, r.caPath} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			out[i] = fileStat{err: err.Error()}
+			continue
+		}
+		out[i] = fileStat{fi: fi}
+	}
+	return out
+}

@@ -13,12 +13,14 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/connector/backoff"
+	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
@@ -34,37 +36,47 @@ const MaxStreams = 1 << 16
 type Connector struct {
 	cfg      Config
 	log      *zap.Logger
-	certs    *tlsutil.Reloader
+	certs    atomic.Pointer[tlsutil.Reloader] // nil until enrolled
 	quicConf *quic.Config
 	addr     string
 }
 
-// New loads the certificates; a missing or broken file stops the daemon here.
+// New loads the certificates; a missing or broken file stops the daemon here,
+// unless the connector is to enroll itself (no certificate yet, and a UID,
+// an enrollment secret and a SCEP URL): then Run enrolls first.
 func New(cfg Config, log *zap.Logger) (*Connector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	certs, err := tlsutil.NewReloader(cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath, log.Named("tls"))
+	c := &Connector{cfg: cfg, log: log}
+	// Finish a key/certificate swap a crash interrupted, before loading.
+	if err := enroll.Recover(c.paths()); err != nil {
+		return nil, err
+	}
+	pending, err := enrollmentPending(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if !pending {
+		certs, err := tlsutil.NewReloader(cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath, log.Named("tls"))
+		if err != nil {
+			return nil, err
+		}
+		c.certs.Store(certs)
 	}
 	host := cfg.ServerAddress
 	if host == "" {
 		host = cfg.ServerName
 	}
-	return &Connector{
-		cfg:   cfg,
-		log:   log,
-		certs: certs,
-		quicConf: &quic.Config{
-			KeepAlivePeriod:       time.Duration(cfg.KeepAlive),
-			MaxIdleTimeout:        time.Duration(cfg.IdleTimeout),
-			HandshakeIdleTimeout:  10 * time.Second,
-			MaxIncomingStreams:    MaxStreams,
-			MaxIncomingUniStreams: -1,
-		},
-		addr: net.JoinHostPort(host, strconv.Itoa(cfg.ServicePort)),
-	}, nil
+	c.quicConf = &quic.Config{
+		KeepAlivePeriod:       time.Duration(cfg.KeepAlive),
+		MaxIdleTimeout:        time.Duration(cfg.IdleTimeout),
+		HandshakeIdleTimeout:  10 * time.Second,
+		MaxIncomingStreams:    MaxStreams,
+		MaxIncomingUniStreams: -1,
+	}
+	c.addr = net.JoinHostPort(host, strconv.Itoa(cfg.ServicePort))
+	return c, nil
 }
 
 // Dial makes one connection attempt from a fresh UDP socket: a new source
@@ -82,7 +94,7 @@ func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, erro
 	}
 	tr := &quic.Transport{Conn: udp}
 	// A config per attempt: a rotated CA file applies from the next dial.
-	conn, err := tr.Dial(ctx, raddr, c.certs.ClientConfig(c.cfg.ServerName), c.quicConf)
+	conn, err := tr.Dial(ctx, raddr, c.certs.Load().ClientConfig(c.cfg.ServerName), c.quicConf)
 	if err != nil {
 		closeTransport(tr)
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
@@ -97,7 +109,12 @@ func closeTransport(tr *quic.Transport) {
 
 // ReloadCertificates re-reads the certificate, key and CA files (SIGHUP).
 // The next handshake uses the new material; the live connection stays up.
-func (c *Connector) ReloadCertificates() error { return c.certs.Reload() }
+func (c *Connector) ReloadCertificates() error {
+	if certs := c.certs.Load(); certs != nil {
+		return certs.Reload()
+	}
+	return nil
+}
 
 // Run keeps a connection to the listener until ctx ends. Every failure is
 // retried with backoff; a connection that stayed up for a while resets it.
@@ -106,7 +123,21 @@ func (c *Connector) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() { _ = c.certs.Run(ctx) })
+	if c.certs.Load() == nil {
+		if err := c.enrollUntilDone(ctx); err != nil {
+			return nil // only ctx ends it
+		}
+		certs, err := tlsutil.NewReloader(c.cfg.ClientCertPath, c.cfg.ClientKeyPath, c.cfg.CACertPath, c.log.Named("tls"))
+		if err != nil {
+			return err
+		}
+		c.certs.Store(certs)
+	}
+	certs := c.certs.Load()
+	wg.Go(func() { _ = certs.Run(ctx) })
+	if c.cfg.RenewSecret != "" {
+		wg.Go(func() { c.renewLoop(ctx, certs) })
+	}
 	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
 	healthy := time.Duration(c.cfg.RetryMax)
 	for attempt := 1; ; attempt++ {

@@ -214,6 +214,9 @@ func (r *Reloader) ClientConfig(serverName string) *tls.Config {
 // must not modify it.
 func (r *Reloader) Leaf() *x509.Certificate { return r.cur.Load().cert.Leaf }
 
+// Certificate is the current certificate with its key (renewal signs with it).
+func (r *Reloader) Certificate() *tls.Certificate { return r.cur.Load().cert }
+
 // Subscribe returns a channel that receives a value after each reload that
 // changed something. Notifications coalesce: a subscriber that is not
 // waiting finds one pending, however many reloads happened meanwhile. The

@@ -1,4 +1,5 @@
-// Command sw-connector dials out to sw-listener and serves its tunnels.
+// Command sw-connector dials out to sw-listener and serves its tunnels;
+// `sw-connector enroll` gets its certificate from a SCEP server.
 package main
 
 import (
@@ -15,6 +16,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "enroll" {
+		os.Exit(enrollCommand(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	cfg, err := connector.LoadConfig()
 	if err != nil {
 		fail(2, "configuration: %s", err)

@@ -1,0 +1,598 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/socket-warp/socket-warp/example/devca"
+)
+
+// Environment variables read by the command.
+const (
+	envState      = "SW_DEVCA_STATE"
+	envAdminURL   = "SW_DEVCA_ADMIN_URL"
+	envAdminToken = "SW_DEVCA_ADMIN_TOKEN"
+)
+
+const (
+	defaultAddr      = "127.0.0.1:8443"
+	defaultAdminAddr = "127.0.0.1:8444"
+	defaultAdminURL  = "http://" + defaultAdminAddr
+	shutdownTimeout  = 5 * time.Second
+)
+
+const usage = `sw-devca: socket-warp's development SCEP certificate authority
+
+usage:
+  sw-devca init   --state FILE [--dns-name NAME]... [--ip IP]... [--out DIR]
+                  [--cn NAME] [--client-cert-validity 8760h] [--ca-key-bits 3072]
+  sw-devca serve  --state FILE [--addr 127.0.0.1:8443] [--admin-addr 127.0.0.1:8444]
+                  [--tls] [--admin-token TOKEN] [--log-level info] [--log-format console]
+  sw-devca client add UID [--attr KEY=VALUE]... [--attributes JSON]
+  sw-devca secret create UID [--pending-period 1h] [--available-period 24h]
+  sw-devca revoke UID
+
+init creates the CA and writes ca.crt, server.crt and server.key (0600) for
+sw-listener into --out (default: the state file's directory).
+
+serve owns the state file. The public handler (SCEP at /scep, /api/cert/verify)
+listens on --addr, plain HTTP unless --tls (then with the server certificate);
+the admin API listens on --admin-addr (loopback by default; "" disables it).
+
+client add, secret create and revoke talk to a running serve's admin API:
+  --admin-url URL      default $SW_DEVCA_ADMIN_URL or http://127.0.0.1:8444
+  --admin-token TOKEN  default $SW_DEVCA_ADMIN_TOKEN (prefer the variable: flags
+                       show up in the process list)
+secret create prints only the secret on stdout.
+
+environment: SW_DEVCA_STATE (--state), SW_DEVCA_ADMIN_URL, SW_DEVCA_ADMIN_TOKEN
+`
+
+// errUsage makes run exit with status 2; its message has been printed.
+var errUsage = errors.New("usage")
+
+// cliEnv is what the command needs from the process; tests replace it.
+type cliEnv struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// logger, if set, replaces the logger built from the flags.
+	logger *zap.Logger
+	// onListen, if set, is told the addresses serve listens on (admin is
+	// nil when disabled).
+	onListen func(public, admin net.Addr)
+}
+
+func run(ctx context.Context, args []string, env *cliEnv) int {
+	err := dispatch(ctx, args, env)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(env.stderr, "sw-devca: %v\n", err)
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, env *cliEnv) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	sub := func(want string) ([]string, error) {
+		if len(rest) == 0 || rest[0] != want {
+			fmt.Fprintf(env.stderr, "sw-devca: %s needs the subcommand %q\n\n%s", cmd, want, usage)
+			return nil, errUsage
+		}
+		return rest[1:], nil
+	}
+	switch cmd {
+	case "init":
+		return cmdInit(rest, env)
+	case "serve":
+		return cmdServe(ctx, rest, env)
+	case "client":
+		a, err := sub("add")
+		if err != nil {
+			return err
+		}
+		return cmdClientAdd(ctx, a, env)
+	case "secret":
+		a, err := sub("create")
+		if err != nil {
+			return err
+		}
+		return cmdSecretCreate(ctx, a, env)
+	case "revoke":
+		return cmdRevoke(ctx, rest, env)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(env.stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(env.stderr, "sw-devca: unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// parseFlags parses flags placed before, between or after the positional
+// arguments and returns the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage // the flag package printed the problem
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlagSet(name string, env *cliEnv) *flag.FlagSet {
+	fs := flag.NewFlagSet("sw-devca "+name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	return fs
+}
+
+func usageError(env *cliEnv, format string, a ...any) error {
+	fmt.Fprintf(env.stderr, "sw-devca: "+format+"\n", a...)
+	return errUsage
+}
+
+func newLogger(env *cliEnv, level, format string) (*zap.Logger, error) {
+	if env.logger != nil {
+		return env.logger, nil
+	}
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "console":
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want console or json", format)
+	}
+	out := zapcore.Lock(zapcore.AddSync(env.stderr))
+	return zap.New(zapcore.NewCore(enc, out, lvl), zap.ErrorOutput(out)), nil
+}
+
+// ---- init ----
+
+func cmdInit(args []string, env *cliEnv) error {
+	fs := newFlagSet("init", env)
+	state := fs.String("state", env.getenv(envState), "state `file` to create (env "+envState+")")
+	out := fs.String("out", "", "`directory` for ca.crt, server.crt and server.key (default: the state file's directory)")
+	cn := fs.String("cn", devca.DefaultCommonName, "common `name` of the CA")
+	clientValidity := fs.Duration("client-cert-validity", devca.DefaultClientCertValidity, "validity of client certificates")
+	keyBits := fs.Int("ca-key-bits", devca.DefaultCAKeyBits, "RSA key size of the CA: 2048 or 3072")
+	var dnsNames, ips stringList
+	fs.Var(&dnsNames, "dns-name", "DNS `name` of the listener certificate (repeatable; default hostname.example.com and localhost)")
+	fs.Var(&ips, "ip", "IP `address` of the listener certificate (repeatable; default 127.0.0.1)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError(env, "init takes no arguments, got %q", pos)
+	}
+	if *state == "" {
+		return usageError(env, "init needs --state FILE")
+	}
+	opts := devca.InitOptions{DNSNames: dnsNames, CommonName: *cn, CertValidity: *clientValidity, CAKeyBits: *keyBits}
+	for _, s := range ips {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return usageError(env, "--ip %q is not an IP address", s)
+		}
+		opts.IPs = append(opts.IPs, ip)
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Dir(*state)
+	}
+	files := map[string]string{}
+	for _, name := range []string{"ca.crt", "server.crt", "server.key"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%s already exists; move it away or choose another --out", p)
+		}
+		files[name] = p
+	}
+
+	log, err := newLogger(env, "info", "console")
+	if err != nil {
+		return err
+	}
+	ca, err := devca.Init(*state, opts, devca.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	certPEM, keyPEM := ca.ServerCertPEM()
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{"ca.crt", ca.CACertPEM(), 0o644},
+		{"server.crt", certPEM, 0o644},
+		{"server.key", keyPEM, 0o600},
+	} {
+		if err := writeNewFile(files[f.name], f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	log.Info("listener files written", zap.String("ca_cert", files["ca.crt"]),
+		zap.String("server_cert", files["server.crt"]), zap.String("server_key", files["server.key"]))
+	return nil
+}
+
+func writeNewFile(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ---- serve ----
+
+func cmdServe(ctx context.Context, args []string, env *cliEnv) error {
+	fs := newFlagSet("serve", env)
+	state := fs.String("state", env.getenv(envState), "state `file` (env "+envState+")")
+	addr := fs.String("addr", defaultAddr, "`address` of the public SCEP and verify endpoints")
+	adminAddr := fs.String("admin-addr", defaultAdminAddr, "`address` of the admin API (\"\" disables it)")
+	useTLS := fs.Bool("tls", false, "serve the public endpoints over TLS with the server certificate")
+	token := fs.String("admin-token", "", "bearer `token` the admin API requires (env "+envAdminToken+")")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "console", "console or json")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError(env, "serve takes no arguments, got %q", pos)
+	}
+	if *state == "" {
+		return usageError(env, "serve needs --state FILE")
+	}
+	if *token == "" {
+		*token = env.getenv(envAdminToken)
+	}
+	log, err := newLogger(env, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	ca, err := devca.Open(*state, devca.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+
+	pubLn, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if *useTLS {
+		certPEM, keyPEM := ca.ServerCertPEM()
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			_ = pubLn.Close()
+			return fmt.Errorf("server certificate: %w", err)
+		}
+		pubLn = tls.NewListener(pubLn, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	servers := []*http.Server{newServer(ca.Handler(), log.Named("public"))}
+	listeners := []net.Listener{pubLn}
+	var adminNetAddr net.Addr
+	if *adminAddr != "" {
+		adminLn, err := net.Listen("tcp", *adminAddr)
+		if err != nil {
+			_ = pubLn.Close()
+			return err
+		}
+		adminNetAddr = adminLn.Addr()
+		if !isLoopback(adminLn.Addr()) && *token == "" {
+			log.Warn("the admin API is reachable beyond loopback without a token; set --admin-token or "+envAdminToken,
+				zap.Stringer("admin_addr", adminLn.Addr()))
+		}
+		servers = append(servers, newServer(devca.WithAdminToken(*token, ca.AdminHandler()), log.Named("admin")))
+		listeners = append(listeners, adminLn)
+	}
+
+	fields := []zap.Field{zap.String("public_url", scheme+"://"+pubLn.Addr().String()+"/scep"),
+		zap.Bool("admin_token", *token != "")}
+	if adminNetAddr != nil {
+		fields = append(fields, zap.String("admin_url", "http://"+adminNetAddr.String()))
+	}
+	log.Info("serving", fields...)
+	if env.onListen != nil {
+		env.onListen(pubLn.Addr(), adminNetAddr)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for i, srv := range servers {
+		ln := listeners[i]
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("closing")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		var errs []error
+		for _, srv := range servers {
+			if err := srv.Shutdown(sctx); err != nil {
+				errs = append(errs, err)
+				_ = srv.Close()
+			}
+		}
+		return errors.Join(errs...)
+	})
+	err = g.Wait()
+	log.Info("closed")
+	return err
+}
+
+// newStdLog routes net/http's own errors (TLS handshakes, bad requests) to
+// log at warn level.
+func newStdLog(log *zap.Logger) *stdlog.Logger {
+	l, err := zap.NewStdLogAt(log, zapcore.WarnLevel)
+	if err != nil { // only for an invalid level
+		return zap.NewStdLog(log)
+	}
+	return l
+}
+
+func newServer(h http.Handler, log *zap.Logger) *http.Server {
+	return &http.Server{
+		Handler:           accessLog(h, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          newStdLog(log),
+	}
+}
+
+// accessLog logs each request: the path and the SCEP operation, never the
+// query (GET PKIOperation carries the request there) nor any header.
+func accessLog(next http.Handler, log *zap.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		fields := []zap.Field{
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.Int("status", rec.status),
+			zap.Duration("duration", time.Since(start)),
+			zap.String("remote", r.RemoteAddr),
+		}
+		if op := r.URL.Query().Get("operation"); op != "" {
+			fields = append(fields, zap.String("operation", op))
+		}
+		log.Info("http request", fields...)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// ---- admin API clients ----
+
+// adminFlags adds --admin-url and --admin-token to fs.
+func adminFlags(fs *flag.FlagSet, env *cliEnv) (url, token *string) {
+	def := env.getenv(envAdminURL)
+	if def == "" {
+		def = defaultAdminURL
+	}
+	url = fs.String("admin-url", def, "`URL` of a running serve's admin API (env "+envAdminURL+")")
+	token = fs.String("admin-token", "", "bearer `token` for the admin API (env "+envAdminToken+")")
+	return url, token
+}
+
+func oneUID(env *cliEnv, cmd string, pos []string) (string, error) {
+	if len(pos) != 1 {
+		return "", usageError(env, "%s needs exactly one UID, got %q", cmd, pos)
+	}
+	if err := devca.ValidateUID(pos[0]); err != nil {
+		return "", usageError(env, "%v", err)
+	}
+	return pos[0], nil
+}
+
+func cmdClientAdd(ctx context.Context, args []string, env *cliEnv) error {
+	fs := newFlagSet("client add", env)
+	adminURL, token := adminFlags(fs, env)
+	var attrList stringList
+	fs.Var(&attrList, "attr", "attribute `KEY=VALUE` (string value; repeatable)")
+	attrJSON := fs.String("attributes", "", "attributes as a JSON `object`")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	uid, err := oneUID(env, "client add", pos)
+	if err != nil {
+		return err
+	}
+	attrs := map[string]any{}
+	if *attrJSON != "" {
+		if err := json.Unmarshal([]byte(*attrJSON), &attrs); err != nil {
+			return usageError(env, "--attributes is not a JSON object: %v", err)
+		}
+	}
+	for _, kv := range attrList {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usageError(env, "--attr %q is not KEY=VALUE", kv)
+		}
+		attrs[k] = v
+	}
+	return adminCall(ctx, env, *adminURL, *token, http.MethodPost, "/admin/api/client/add",
+		devca.AddClientRequest{UID: uid, Attributes: attrs}, http.StatusOK, nil)
+}
+
+func cmdSecretCreate(ctx context.Context, args []string, env *cliEnv) error {
+	fs := newFlagSet("secret create", env)
+	adminURL, token := adminFlags(fs, env)
+	pending := fs.Duration("pending-period", time.Hour,
+		"for an update secret: how long the old certificate keeps working after the renewal")
+	available := fs.Duration("available-period", devca.DefaultSecretLifetime, "how long the secret can be used")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	uid, err := oneUID(env, "secret create", pos)
+	if err != nil {
+		return err
+	}
+	if *pending < 0 || *available <= 0 {
+		return usageError(env, "--pending-period may not be negative and --available-period must be positive")
+	}
+	var resp devca.CreateSecretResponse
+	if err := adminCall(ctx, env, *adminURL, *token, http.MethodPost, "/admin/api/secret/create",
+		devca.CreateSecretRequest{Target: uid, AvailablePeriod: available.String(), PendingPeriod: pending.String()},
+		http.StatusCreated, &resp); err != nil {
+		return err
+	}
+	if resp.Secret == "" {
+		return errors.New("the admin API returned no secret")
+	}
+	_, err = fmt.Fprintln(env.stdout, resp.Secret)
+	return err
+}
+
+func cmdRevoke(ctx context.Context, args []string, env *cliEnv) error {
+	fs := newFlagSet("revoke", env)
+	adminURL, token := adminFlags(fs, env)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	uid, err := oneUID(env, "revoke", pos)
+	if err != nil {
+		return err
+	}
+	return adminCall(ctx, env, *adminURL, *token, http.MethodPost, "/admin/api/client/revoke",
+		devca.RevokeClientRequest{UID: uid}, http.StatusOK, nil)
+}
+
+// adminCall sends one JSON request to the admin API and decodes the answer
+// into out (if not nil).
+func adminCall(ctx context.Context, env *cliEnv, baseURL, token, method, path string, body any, want int, out any) error {
+	if token == "" {
+		token = env.getenv(envAdminToken)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(baseURL, "/")+path, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("admin URL: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API (is sw-devca serve running?): %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode != want {
+		var er devca.ErrorResponse
+		if json.Unmarshal(data, &er) == nil && er.Message != "" {
+			return fmt.Errorf("admin API %s: %s", resp.Status, er.Message)
+		}
+		return fmt.Errorf("admin API %s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("admin API answer: %w", err)
+		}
+	}
+	return nil
+}

@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 10s
-PKGS      := ./shared/... ./listener/... ./connector/... ./example/...
+PKGS      := ./shared/... ./listener/... ./connector/... ./example/... ./example/devca/...
 LDFLAGS   := -s -w
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION ?= v0.8.2
@@ -15,12 +15,13 @@ all: build
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-build: ## bin/sw-listener, bin/sw-connector and the demo tools (static binaries)
+build: ## bin/sw-listener, bin/sw-connector, bin/sw-devca and the demo tools (static binaries)
 	@mkdir -p $(BIN)
 	$(GOBUILD) -o $(BIN)/sw-listener ./listener/cmd/sw-listener
 	$(GOBUILD) -o $(BIN)/sw-connector ./connector/cmd/sw-connector
 	$(GOBUILD) -o $(BIN)/sw-devcerts ./example/cmd/sw-devcerts
 	$(GOBUILD) -o $(BIN)/sw-echo ./example/cmd/sw-echo
+	$(GOBUILD) -o $(BIN)/sw-devca ./example/devca/cmd/sw-devca
 
 test: test-unit fuzz ## every module's tests with -race, then a short fuzz run of the header parser
 

@@ -4,6 +4,7 @@ go 1.26.8
 
 replace (
 	github.com/socket-warp/socket-warp/connector => ../connector
+	github.com/socket-warp/socket-warp/example/devca => ./devca
 	github.com/socket-warp/socket-warp/listener => ../listener
 	github.com/socket-warp/socket-warp/shared => ../shared
 )
@@ -11,6 +12,7 @@ replace (
 require (
 	github.com/quic-go/quic-go v0.65.0
 	github.com/socket-warp/socket-warp/connector v0.0.0-00010101000000-000000000000
+	github.com/socket-warp/socket-warp/example/devca v0.0.0-00010101000000-000000000000
 	github.com/socket-warp/socket-warp/listener v0.0.0-00010101000000-000000000000
 	github.com/socket-warp/socket-warp/shared v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
@@ -24,6 +26,8 @@ require (
 	github.com/labstack/gommon v0.5.0 // indirect
 	github.com/mattn/go-colorable v0.1.15 // indirect
 	github.com/mattn/go-isatty v0.0.22 // indirect
+	github.com/smallstep/pkcs7 v0.2.1 // indirect
+	github.com/smallstep/scep v0.0.0-20260331191114-261f960a40d1 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasttemplate v1.2.2 // indirect
 	go.uber.org/multierr v1.10.0 // indirect

@@ -261,7 +261,8 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 		_ = conn.CloseWithError(wire.CodeDuplicateUID, reason)
 		return
 	}
-	log.Info("connector connected")
+	leaf := conn.ConnectionState().TLS.PeerCertificates[0]
+	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
 	select {
 	case <-conn.Context().Done():
 	case <-ctx.Done():

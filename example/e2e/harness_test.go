@@ -32,19 +32,20 @@ type runningListener struct {
 
 type env struct {
 	t                     *testing.T
-	pki                   *testutil.PKI
+	pki                   *testutil.PKI // nil when a SCEP CA issues the certificates
 	serverCert, serverKey string
+	caPath                string
 }
 
 func newEnv(t *testing.T) *env {
 	p := testutil.NewPKI(t)
 	cert, key := p.ServerCert(t)
-	return &env{t: t, pki: p, serverCert: cert, serverKey: key}
+	return &env{t: t, pki: p, serverCert: cert, serverKey: key, caPath: p.CAPath}
 }
 
 func (e *env) listenerConfig() listener.Config {
 	return listener.Config{
-		CertPath: e.serverCert, KeyPath: e.serverKey, CAPath: e.pki.CAPath,
+		CertPath: e.serverCert, KeyPath: e.serverKey, CAPath: e.caPath,
 		Addrs: "127.0.0.1", Port: 0,
 		KeepAlive: 50 * time.Second, IdleTimeout: 60 * time.Second, StreamOpenTimeout: 5 * time.Second,
 		OpenAddrs: "127.0.0.1", APIAddrs: "127.0.0.1", APIPort: 0,

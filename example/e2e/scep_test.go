@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/connector"
+	"github.com/socket-warp/socket-warp/connector/enroll"
+	"github.com/socket-warp/socket-warp/example/devca"
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+// scepCA is sw-devca serving real SCEP over HTTP on loopback, with the
+// listener's certificate it issued written to files.
+type scepCA struct {
+	*devca.CA
+	url string // base URL; SCEP is at url+"/scep"
+	env *env
+}
+
+func newSCEPCA(t *testing.T, clientValidity time.Duration) *scepCA {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := devca.Init(filepath.Join(dir, "devca.json"), devca.InitOptions{
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, CertValidity: clientValidity,
+		CAKeyBits: 2048,
+	}, devca.WithLogger(zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ca.Handler())
+	t.Cleanup(func() { srv.Close(); ca.Close() })
+	certPEM, keyPEM := ca.ServerCertPEM()
+	e := &env{t: t, serverCert: filepath.Join(dir, "server.crt"), serverKey: filepath.Join(dir, "server.key"),
+		caPath: filepath.Join(dir, "ca.crt")}
+	for path, data := range map[string][]byte{e.serverCert: certPEM, e.serverKey: keyPEM, e.caPath: ca.CACertPEM()} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &scepCA{CA: ca, url: srv.URL, env: e}
+}
+
+// register adds uid and returns a one-time enrollment secret for it.
+func (s *scepCA) register(t *testing.T, uid string) string {
+	t.Helper()
+	if err := s.AddClient(uid, nil); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.CreateSecret(uid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// selfEnrollingConnector has no certificate yet, only a UID, a secret and
+// the SCEP URL.
+func (s *scepCA) selfEnrollingConnector(t *testing.T, uid, secret string, quicPort int) connector.Config {
+	dir := t.TempDir()
+	c := connector.Defaults()
+	c.ClientCertPath, c.ClientKeyPath, c.CACertPath =
+		filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"), filepath.Join(dir, "ca.crt")
+	c.ServerName, c.ServerAddress, c.ServicePort = "localhost", "127.0.0.1", quicPort
+	c.RetryMin, c.RetryMax = connector.Duration(20*time.Millisecond), connector.Duration(200*time.Millisecond)
+	c.SCEPURL, c.UID, c.EnrollSecret = s.url+"/scep", uid, secret
+	return c
+}
+
+// TestSelfEnrollThenTunnel: a connector with nothing but a UID, a secret and
+// the SCEP URL enrolls, connects and tunnels.
+func TestSelfEnrollThenTunnel(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	rl := ca.env.startListener(ca.env.listenerConfig())
+	cfg := ca.selfEnrollingConnector(t, "swc-scep", ca.register(t, "swc-scep"), rl.quicPort())
+	rc := ca.env.startConnector(cfg)
+	testutil.Eventually(t, "self-enrolled connector bound", func() bool { return rl.Connected("swc-scep") })
+
+	port := rl.open(t, "swc-scep", testutil.EchoServer(t))
+	if got := roundTrip(t, dialPort(t, port), []byte("enrolled")); string(got) != "enrolled" {
+		t.Fatalf("tunnel with the enrolled certificate: %q", got)
+	}
+	if !testutil.Logged(rc.logs, "enrolled", "uid", "swc-scep") {
+		t.Error("connector did not log its enrollment")
+	}
+	fi, err := os.Stat(cfg.ClientKeyPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("enrolled key file: %v, mode %v", err, fi.Mode())
+	}
+	// The secret was consumed: a second enrollment with it is refused.
+	_, err = enroll.Enroll(context.Background(), enroll.Options{URL: ca.url + "/scep", UID: "swc-scep", Secret: cfg.EnrollSecret})
+	if !errors.Is(err, enroll.ErrRefused) {
+		t.Fatalf("reusing the secret: %v, want a refusal", err)
+	}
+}
+
+// TestEnrollRefusalsAreClear: a wrong secret and an unknown uid give errors
+// an operator can act on (the CSR's CN is always the uid here; devca's own
+// tests cover a CN that differs).
+func TestEnrollRefusalsAreClear(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	ca.register(t, "swc-known")
+	for _, tc := range []struct{ name, uid, secret, want string }{
+		{"wrong secret", "swc-known", "not-the-secret", "wrong or already used secret"},
+		{"unknown uid", "swc-nobody", "whatever", "uid not registered"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := enroll.Enroll(context.Background(), enroll.Options{URL: ca.url + "/scep", UID: tc.uid, Secret: tc.secret})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRenewalWithoutRestart: the connector renews before expiry, swaps its
+// files, keeps its tunnelled connection, and its next handshake uses the
+// new certificate.
+func TestRenewalWithoutRestart(t *testing.T) {
+	ca := newSCEPCA(t, 8*time.Second)
+	lcfg := ca.env.listenerConfig()
+	first := ca.env.startListener(lcfg)
+	// Enrolled beforehand (sw-connector enroll), then configured to renew
+	// with the update secret an operator created for it.
+	cfg := ca.selfEnrollingConnector(t, "swc-renew", ca.register(t, "swc-renew"), first.quicPort())
+	res, err := enroll.Enroll(context.Background(), enroll.Options{URL: cfg.SCEPURL, UID: cfg.UID, Secret: cfg.EnrollSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Write(enroll.Paths{Key: cfg.ClientKeyPath, Cert: cfg.ClientCertPath, CA: cfg.CACertPath}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.EnrollSecret = ""
+	cfg.RenewAt = 0.25 // renew 2 s into an 8 s life
+	if cfg.RenewSecret, err = ca.CreateSecret("swc-renew", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	rc := ca.env.startConnector(cfg)
+	testutil.Eventually(t, "connector bound", func() bool { return first.Connected("swc-renew") })
+	oldSerial := serialOf(t, cfg.ClientCertPath)
+
+	// A tunnelled connection that lives across the renewal.
+	port := first.open(t, "swc-renew", testutil.EchoServer(t))
+	c := dialPort(t, port)
+	echo := func(msg string) {
+		t.Helper()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatalf("write %q: %v", msg, err)
+		}
+		buf := make([]byte, len(msg))
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo of %q: %q, %v", msg, buf, err)
+		}
+	}
+	echo("before renewal")
+
+	testutil.Eventually(t, "certificate renewed", func() bool { return testutil.Logged(rc.logs, "certificate renewed", "uid", "swc-renew") })
+	newSerial := serialOf(t, cfg.ClientCertPath)
+	if newSerial == oldSerial {
+		t.Fatal("the certificate file still holds the old certificate")
+	}
+	echo("after renewal") // same TCP connection, same QUIC connection: nothing dropped
+
+	// The next handshake presents the new certificate: restart the listener.
+	lcfg.Port = first.quicPort()
+	first.stop()
+	second := ca.env.startListener(lcfg)
+	testutil.Eventually(t, "connector back with the renewed certificate", func() bool {
+		return testutil.Logged(second.logs, "connector connected", "serial", newSerial)
+	})
+}
+
+func serialOf(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := parseFirstPEM(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", cert.SerialNumber)
+}

@@ -38,6 +38,7 @@ type Listener struct {
 	log       *zap.Logger
 	certs     *tlsutil.Reloader
 	verifier  auth.Verifier
+	crl       *auth.CRL // nil without SWL_CRL_PATH / SWL_CRL_URL
 	sessions  *registry.Registry
 	openAddrs []string
 
@@ -66,9 +67,11 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		cfg:      cfg,
 		log:      log,
 		certs:    certs,
-		verifier: auth.CommonName{},
 		sessions: registry.New(),
 		ports:    map[int]*binding{},
+	}
+	if err := l.buildVerifier(); err != nil {
+		return nil, err
 	}
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
 	l.api = api.New(l, log)
@@ -185,6 +188,12 @@ func (l *Listener) Run(ctx context.Context) error {
 		wg.Go(func() { l.acceptConnectors(ctx, ln, &wg) })
 	}
 	wg.Go(func() { _ = l.certs.Run(ctx) })
+	if l.crl != nil {
+		wg.Go(func() { l.crl.Run(ctx) })
+	}
+	if l.cfg.SCEPURL != "" {
+		wg.Go(func() { l.recheckLoop(ctx, l.cfg.VerifyCacheTTL) })
+	}
 	for _, a := range l.QUICAddrs() {
 		l.log.Info("listening for connectors", zap.Stringer("addr", a))
 	}

@@ -64,8 +64,7 @@ func TestOpenSSLCertificatesWork(t *testing.T) {
 	}
 
 	// Only the file paths differ from the generated test PKI of the other tests.
-	e := &env{t: t,
-		pki:        &testutil.PKI{Dir: dir, CAPath: filepath.Join(dir, "ca.crt")},
+	e := &env{t: t, caPath: filepath.Join(dir, "ca.crt"),
 		serverCert: filepath.Join(dir, "server.crt"), serverKey: filepath.Join(dir, "server.key")}
 	rl := e.startListener(e.listenerConfig())
 	e.startConnector(opensslConnectorConfig(dir, rl.quicPort()))

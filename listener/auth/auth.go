@@ -17,9 +17,53 @@ import (
 // ErrRefused wraps every refusal; its message is sent to the connector.
 var ErrRefused = errors.New("refused")
 
+// ErrUnavailable wraps, besides ErrRefused, a refusal for want of a verdict:
+// the verification server was unreachable, too slow, failed (5xx) or gave an
+// answer that could not be read. A refusal without it is definitive (the
+// server said no). A new connector is refused either way; a connected one
+// whose Recheck fails only with ErrUnavailable may be kept.
+var ErrUnavailable = errors.New("verification unavailable")
+
 // Verifier names the peer of a completed handshake.
 type Verifier interface {
 	Verify(ctx context.Context, state tls.ConnectionState) (uid string, err error)
+}
+
+// Rechecker is a Verifier that can verify a connected peer again, bypassing
+// any cache, for the periodic re-verification of live connections.
+type Rechecker interface {
+	Verifier
+	Recheck(ctx context.Context, state tls.ConnectionState) (uid string, err error)
+}
+
+// Recheck verifies a connected peer again: with v's Recheck if it has one,
+// else with its Verify.
+func Recheck(ctx context.Context, v Verifier, state tls.ConnectionState) (string, error) {
+	if r, ok := v.(Rechecker); ok {
+		return r.Recheck(ctx, state)
+	}
+	return v.Verify(ctx, state)
+}
+
+// refusal is a Verifier's error. Its text is what the connector reads, so it
+// carries no "refused:" prefix of its own (the close code says as much).
+type refusal struct {
+	msg         string
+	unavailable bool
+	cause       error
+}
+
+func (e *refusal) Error() string { return e.msg }
+
+func (e *refusal) Unwrap() []error {
+	errs := []error{ErrRefused}
+	if e.unavailable {
+		errs = append(errs, ErrUnavailable)
+	}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
 }
 
 // CommonName takes the UID from the leaf certificate's subject CN.

@@ -1,0 +1,520 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/socket-warp/socket-warp/shared/pki"
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+// crlOf is a CRL signed by ca: number, thisUpdate, and the certificates it
+// revokes; it is valid for a day.
+func crlOf(t testing.TB, ca *pki.CA, number int64, thisUpdate time.Time, revoked ...*x509.Certificate) []byte {
+	t.Helper()
+	return crlWith(t, ca, &x509.RevocationList{
+		Number: big.NewInt(number), ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(24 * time.Hour),
+	}, revoked...)
+}
+
+func crlWith(t testing.TB, ca *pki.CA, tmpl *x509.RevocationList, revoked ...*x509.Certificate) []byte {
+	t.Helper()
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: tmpl.ThisUpdate})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func pemCRL(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}) }
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := pki.WriteFileAtomic(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newCRL(t testing.TB, opts CRLOptions) *CRL {
+	t.Helper()
+	c, err := NewCRL(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// runCRL runs c.Run until the test ends, and waits for it to return.
+func runCRL(t testing.TB, c *CRL) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// crlServer serves whatever was last set, as the SCEP server's GetCRL does
+// (DER, application/pkix-crl), or fails with the code set.
+type crlServer struct {
+	URL      string
+	requests atomic.Int64
+
+	mu   sync.Mutex // guards the following fields
+	body []byte
+	code int
+}
+
+func newCRLServer(t testing.TB, body []byte) *crlServer {
+	t.Helper()
+	s := &crlServer{body: body, code: http.StatusOK}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		s.mu.Lock()
+		body, code := s.body, s.code
+		s.mu.Unlock()
+		if r.URL.Query().Get("operation") != "GetCRL" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		w.WriteHeader(code)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL + "/scep?operation=GetCRL"
+	return s
+}
+
+func (s *crlServer) set(code int, body []byte) {
+	s.mu.Lock()
+	s.code, s.body = code, body
+	s.mu.Unlock()
+}
+
+func TestCRLFromFile(t *testing.T) {
+	ca, other := newCA(t, "crl test CA"), newCA(t, "another CA")
+	revoked, good := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	foreign := issue(t, other, "swc-3")
+	now := time.Now()
+	der := crlOf(t, ca, 1, now, revoked, foreign) // foreign is not ca's to revoke
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"crl.der": der, "crl.pem": pemCRL(der)} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name)
+			writeFile(t, path, data)
+			c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{other.Cert, ca.Cert}})
+			if !c.Revoked(revoked) {
+				t.Error("a revoked certificate passes")
+			}
+			if c.Revoked(good) {
+				t.Error("a good certificate is revoked")
+			}
+			if c.Revoked(foreign) {
+				t.Error("another CA's certificate is revoked by a serial on this CA's list")
+			}
+			if c.Revoked(nil) {
+				t.Error("nil is revoked")
+			}
+			if c.Source() != "file "+path {
+				t.Errorf("Source() = %q", c.Source())
+			}
+		})
+	}
+}
+
+func TestCRLRejectedAtStart(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	impostor := newCA(t, "crl test CA") // the same name, another key
+	stranger := newCA(t, "stranger CA")
+	leaf := issue(t, ca, "swc-1")
+	now := time.Now()
+	delta := crlWith(t, ca, &x509.RevocationList{
+		Number: big.NewInt(2), ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: oidDeltaCRLIndicator, Critical: true, Value: mustASN1(t, 1)}},
+	}, leaf)
+	dir := t.TempDir()
+	file := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, data)
+		return p
+	}
+	cas := []*x509.Certificate{ca.Cert}
+	for _, tc := range []struct {
+		name string
+		opts CRLOptions
+		want []string
+	}{
+		{"missing file", CRLOptions{Path: filepath.Join(dir, "nope.crl"), CAs: cas},
+			[]string{"nope.crl", "no such file"}},
+		{"garbage", CRLOptions{Path: file("garbage.crl", []byte("not a CRL")), CAs: cas},
+			[]string{"garbage.crl"}},
+		{"empty", CRLOptions{Path: file("empty.crl", nil), CAs: cas},
+			[]string{"empty.crl", "empty"}},
+		{"pem without a CRL", CRLOptions{Path: file("cert.pem", ca.CertPEM()), CAs: cas},
+			[]string{"cert.pem", `no "X509 CRL" PEM block`}},
+		{"signed by a stranger", CRLOptions{Path: file("stranger.crl", crlOf(t, stranger, 1, now, leaf)), CAs: cas},
+			[]string{"stranger.crl", "not signed by a trusted CA", "stranger CA"}},
+		{"signed by an impostor", CRLOptions{Path: file("impostor.crl", crlOf(t, impostor, 1, now, leaf)), CAs: cas},
+			[]string{"impostor.crl", "not signed by a trusted CA"}},
+		{"delta", CRLOptions{Path: file("delta.crl", delta), CAs: cas},
+			[]string{"delta.crl", "delta CRL"}},
+		{"no CA", CRLOptions{Path: file("ok.crl", crlOf(t, ca, 1, now)), CAs: nil},
+			[]string{"ok.crl", "no CA certificate"}},
+		{"both", CRLOptions{Path: "a", URL: "http://b", CAs: cas}, []string{"both"}},
+		{"neither", CRLOptions{CAs: cas}, []string{"neither"}},
+		{"bad URL", CRLOptions{URL: "ftp://scep.internal/crl", CAs: cas}, []string{"ftp://scep.internal/crl"}},
+		{"unreachable URL", CRLOptions{URL: fmt.Sprintf("http://127.0.0.1:%d/scep?operation=GetCRL", closedPort(t)), CAs: cas},
+			[]string{"/scep?operation=GetCRL", "connection refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewCRL(context.Background(), tc.opts)
+			if c != nil {
+				t.Error("a CRL with the error")
+			}
+			testutil.WantErr(t, err, tc.want...)
+		})
+	}
+
+	srv := newCRLServer(t, []byte("<html>oops</html>"))
+	srv.set(http.StatusInternalServerError, []byte("<html>oops</html>"))
+	_, err := NewCRL(context.Background(), CRLOptions{URL: srv.URL, CAs: cas})
+	testutil.WantErr(t, err, srv.URL, "HTTP 500", "oops")
+}
+
+func mustASN1(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCRLRunPicksUpFileChange(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	first, second := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	now := time.Now()
+	writeFile(t, path, crlOf(t, ca, 1, now, first))
+	var changes atomic.Int64
+	c := newCRL(t, CRLOptions{
+		Path: path, CAs: []*x509.Certificate{ca.Cert},
+		Refresh: 10 * time.Millisecond, OnChange: func() { changes.Add(1) },
+	})
+	runCRL(t, c)
+
+	writeFile(t, path, pemCRL(crlOf(t, ca, 2, now.Add(time.Second), first, second)))
+	testutil.Eventually(t, "the new CRL", func() bool { return c.Revoked(second) && changes.Load() == 1 })
+
+	// A file that goes away, or is broken, leaves the list as it was;
+	// once it is back, Run takes it (it retries after a failure).
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the failed refresh", func() bool {
+		c.reloadMu.Lock()
+		defer c.reloadMu.Unlock()
+		return c.failing
+	})
+	if !c.Revoked(first) || !c.Revoked(second) {
+		t.Fatal("the list changed with the file gone")
+	}
+	writeFile(t, path, crlOf(t, ca, 3, now.Add(2*time.Second), second))
+	testutil.Eventually(t, "the CRL to come back", func() bool { return !c.Revoked(first) && changes.Load() == 2 })
+}
+
+// The same content written again is no change.
+func TestCRLReloadUnchanged(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	der := crlOf(t, ca, 1, time.Now(), issue(t, ca, "swc-1"))
+	writeFile(t, path, der)
+	var changes atomic.Int64
+	c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}, OnChange: func() { changes.Add(1) }})
+	writeFile(t, path, der)
+	if err := c.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := changes.Load(); n != 0 {
+		t.Errorf("OnChange called %d times for the same CRL", n)
+	}
+}
+
+func TestCRLRunRefreshesURL(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	first, second := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	now := time.Now()
+	srv := newCRLServer(t, crlOf(t, ca, 1, now, first))
+	var changes atomic.Int64
+	c := newCRL(t, CRLOptions{
+		URL: srv.URL, CAs: []*x509.Certificate{ca.Cert},
+		Refresh: 10 * time.Millisecond, OnChange: func() { changes.Add(1) },
+	})
+	if !c.Revoked(first) || c.Revoked(second) {
+		t.Fatal("wrong initial list")
+	}
+	runCRL(t, c)
+	srv.set(http.StatusOK, pemCRL(crlOf(t, ca, 2, now.Add(time.Second), first, second)))
+	testutil.Eventually(t, "the new CRL", func() bool { return c.Revoked(second) && changes.Load() == 1 })
+	base := srv.requests.Load()
+	testutil.Eventually(t, "more fetches", func() bool { return srv.requests.Load() > base+2 })
+	if n := changes.Load(); n != 1 {
+		t.Errorf("OnChange called %d times, want 1 (the CRL did not change again)", n)
+	}
+}
+
+func TestCRLFailedRefreshKeepsList(t *testing.T) {
+	ca, stranger := newCA(t, "crl test CA"), newCA(t, "stranger CA")
+	revoked, other := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	now := time.Now()
+	srv := newCRLServer(t, crlOf(t, ca, 5, now, revoked))
+	log, logs := testutil.Logger(t, "crl")
+	var changes atomic.Int64
+	c := newCRL(t, CRLOptions{
+		URL: srv.URL, CAs: []*x509.Certificate{ca.Cert}, Logger: log, OnChange: func() { changes.Add(1) },
+	})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		code int
+		body []byte
+		want string
+	}{
+		{http.StatusInternalServerError, []byte("down"), "HTTP 500: down"},
+		{http.StatusOK, []byte("garbage"), "malformed crl"},
+		{http.StatusOK, crlOf(t, stranger, 9, now.Add(time.Hour), other), "not signed by a trusted CA"},
+		{http.StatusOK, crlOf(t, ca, 4, now.Add(time.Hour), other), "older than the CRL in use (number 4, in use 5)"},
+		{http.StatusOK, crlOf(t, ca, 6, now.Add(-time.Hour), other), "older than the CRL in use (this update"},
+	} {
+		srv.set(tc.code, tc.body)
+		testutil.WantErr(t, c.Reload(ctx), srv.URL, tc.want)
+		if !c.Revoked(revoked) || c.Revoked(other) {
+			t.Fatalf("after %q: the list changed", tc.want)
+		}
+	}
+	const failed = "crl refresh failed: keeping the list in use"
+	if n := logs.FilterMessage(failed).Len(); n != 1 {
+		t.Errorf("%d %q entries, want 1 per streak", n, failed)
+	}
+	if !testutil.Logged(logs, failed, "error", "HTTP 500") {
+		t.Error("the entry does not name the first failure")
+	}
+	if n := changes.Load(); n != 0 {
+		t.Errorf("OnChange called %d times", n)
+	}
+
+	srv.set(http.StatusOK, crlOf(t, ca, 6, now.Add(time.Minute), other))
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Revoked(revoked) || !c.Revoked(other) || changes.Load() != 1 {
+		t.Error("the good CRL was not taken")
+	}
+	if n := logs.FilterMessage("crl refresh works again").Len(); n != 1 {
+		t.Errorf("%d recovery entries, want 1", n)
+	}
+}
+
+func TestCRLNextDelay(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	now := time.Now().Truncate(time.Second) // a CRL's times are in whole seconds
+	clock := &fakeClock{t: now}
+	srv := newCRLServer(t, nil)
+	for _, tc := range []struct {
+		name       string
+		nextUpdate time.Time
+		later      time.Duration // the clock moves on after the load
+		want       time.Duration
+	}{
+		{"next update first", now.Add(10 * time.Second), 0, 10 * time.Second},
+		{"refresh first", now.Add(2 * time.Minute), 0, time.Minute},
+		{"next update passed", now.Add(-time.Second), 0, time.Minute},
+		{"next update imminent", now.Add(time.Second), 900 * time.Millisecond, minCRLURLDelay},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock.mu.Lock()
+			clock.t = now
+			clock.mu.Unlock()
+			srv.set(http.StatusOK, crlWith(t, ca, &x509.RevocationList{
+				Number: big.NewInt(1), ThisUpdate: now.Add(-time.Hour), NextUpdate: tc.nextUpdate,
+			}))
+			c := newCRL(t, CRLOptions{URL: srv.URL, CAs: []*x509.Certificate{ca.Cert}, Refresh: time.Minute, Now: clock.Now})
+			clock.Advance(tc.later)
+			if got := c.nextDelay(); got != tc.want {
+				t.Errorf("nextDelay() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	writeFile(t, path, crlOf(t, ca, 1, now.Add(-time.Hour)))
+	c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}, Now: clock.Now})
+	if got := c.nextDelay(); got != DefaultCRLFileRefresh {
+		t.Errorf("file: nextDelay() = %s, want %s", got, DefaultCRLFileRefresh)
+	}
+}
+
+func TestCRLStaleIsUsedAndLogged(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	leaf := issue(t, ca, "swc-1")
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	writeFile(t, path, crlOf(t, ca, 1, time.Now().Add(-48*time.Hour), leaf)) // next update a day ago
+	log, logs := testutil.Logger(t, "crl")
+	c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}, Logger: log})
+	if !c.Revoked(leaf) {
+		t.Error("a stale CRL is not used")
+	}
+	if err := c.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessage("crl is past its next update: still in use, is the CA publishing?").Len(); n != 1 {
+		t.Errorf("%d staleness entries, want 1 per CRL", n)
+	}
+}
+
+// countingVerifier names every peer "counted", counting its calls.
+type countingVerifier struct{ verifies, rechecks atomic.Int64 }
+
+func (v *countingVerifier) Verify(context.Context, tls.ConnectionState) (string, error) {
+	v.verifies.Add(1)
+	return "counted", nil
+}
+
+func (v *countingVerifier) Recheck(context.Context, tls.ConnectionState) (string, error) {
+	v.rechecks.Add(1)
+	return "counted", nil
+}
+
+func TestWithCRL(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	revoked, good := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	writeFile(t, path, crlOf(t, ca, 1, time.Now(), revoked))
+	crl := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}})
+	ctx := context.Background()
+
+	if v := WithCRL(CommonName{}, nil); v != (CommonName{}) {
+		t.Errorf("WithCRL(next, nil) = %#v, want next", v)
+	}
+	v := WithCRL(CommonName{}, crl)
+	_, err := v.Verify(ctx, stateOf(revoked))
+	wantRefusal(t, err, fmt.Sprintf("certificate serial %s is revoked (CRL)", revoked.SerialNumber), false)
+	if err.Error() != fmt.Sprintf("certificate serial %s is revoked (CRL)", revoked.SerialNumber) {
+		t.Errorf("refusal %q", err)
+	}
+	if uid, err := v.Verify(ctx, stateOf(good)); err != nil || uid != "swc-2" {
+		t.Errorf("Verify(good) = %q, %v", uid, err)
+	}
+	_, err = v.Verify(ctx, tls.ConnectionState{})
+	wantRefusal(t, err, "refused: no client certificate", false)
+
+	// The next verifier is not asked about a revoked certificate; Recheck
+	// goes through the CRL to the next verifier's Recheck.
+	next := &countingVerifier{}
+	v = WithCRL(next, crl)
+	if _, err := v.Verify(ctx, stateOf(revoked)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Verify(revoked) = %v", err)
+	}
+	if _, err := Recheck(ctx, v, stateOf(revoked)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Recheck(revoked) = %v", err)
+	}
+	if next.verifies.Load()+next.rechecks.Load() != 0 {
+		t.Error("the next verifier was asked about a revoked certificate")
+	}
+	if uid, err := Recheck(ctx, v, stateOf(good)); err != nil || uid != "counted" || next.rechecks.Load() != 1 {
+		t.Errorf("Recheck(good) = %q, %v; %d rechecks", uid, err, next.rechecks.Load())
+	}
+	// Without a Recheck of its own, the next verifier's Verify is used.
+	if uid, err := Recheck(ctx, WithCRL(CommonName{}, crl), stateOf(good)); err != nil || uid != "swc-2" {
+		t.Errorf("Recheck(good) with CommonName = %q, %v", uid, err)
+	}
+}
+
+// A revoked intermediate CA refuses every certificate under it.
+func TestCRLCheckChain(t *testing.T) {
+	root := newCA(t, "crl test root")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(4242), Subject: pkix.Name{CommonName: "crl test intermediate"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root.Cert, key.Public(), root.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	interCert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter := &pki.CA{Cert: interCert, Key: key}
+	leaf := issue(t, inter, "swc-1")
+
+	path := filepath.Join(t.TempDir(), "root.crl")
+	writeFile(t, path, crlOf(t, root, 1, time.Now(), interCert))
+	crl := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{root.Cert}})
+	state := tls.ConnectionState{
+		PeerCertificates: []*x509.Certificate{leaf, interCert},
+		VerifiedChains:   [][]*x509.Certificate{{leaf, interCert, root.Cert}},
+	}
+	err = crl.Check(state)
+	wantRefusal(t, err, `issuing CA certificate "crl test intermediate" serial 4242 is revoked (CRL)`, false)
+	if crl.Revoked(leaf) {
+		t.Error("the leaf itself is not on the list")
+	}
+	// One clean chain is enough (a cross-signed intermediate, say).
+	state.VerifiedChains = append(state.VerifiedChains, []*x509.Certificate{leaf, newCA(t, "cross").Cert})
+	if err := crl.Check(state); err != nil {
+		t.Errorf("Check with a clean chain = %v", err)
+	}
+}
+
+func TestLoadCertificates(t *testing.T) {
+	a, b := newCA(t, "CA a"), newCA(t, "CA b")
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle.pem")
+	writeFile(t, bundle, append(append(a.CertPEM(), []byte("-----BEGIN JUNK-----\nAAAA\n-----END JUNK-----\n")...), b.CertPEM()...))
+	certs, err := LoadCertificates(bundle)
+	if err != nil || len(certs) != 2 || !certs[0].Equal(a.Cert) || !certs[1].Equal(b.Cert) {
+		t.Fatalf("LoadCertificates = %d certificates, %v", len(certs), err)
+	}
+	_, err = LoadCertificates(filepath.Join(dir, "none.pem"))
+	testutil.WantErr(t, err, "none.pem")
+	empty := filepath.Join(dir, "empty.pem")
+	writeFile(t, empty, []byte("nothing"))
+	_, err = LoadCertificates(empty)
+	testutil.WantErr(t, err, "empty.pem", "no PEM certificate")
+	if !strings.Contains(err.Error(), "CA certificate") {
+		t.Errorf("error %q", err)
+	}
+}

@@ -194,3 +194,108 @@ func serialOf(t *testing.T, path string) string {
 	}
 	return fmt.Sprintf("%x", cert.SerialNumber)
 }
+
+// enrolledConnector enrolls uid against the CA in the test and returns the
+// connector's configuration using those files.
+func (s *scepCA) enrolledConnector(t *testing.T, uid string, quicPort int) connector.Config {
+	t.Helper()
+	cfg := s.selfEnrollingConnector(t, uid, s.register(t, uid), quicPort)
+	res, err := enroll.Enroll(context.Background(), enroll.Options{URL: cfg.SCEPURL, UID: uid, Secret: cfg.EnrollSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Write(enroll.Paths{Key: cfg.ClientKeyPath, Cert: cfg.ClientCertPath, CA: cfg.CACertPath}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.EnrollSecret = ""
+	return cfg
+}
+
+// TestSCEPVerifyRevocationCutsOff: with SWL_SCEP_URL the listener asks the
+// SCEP server about every connector; a revoked one is refused at handshake
+// and a connected one is dropped at the next re-check.
+func TestSCEPVerifyRevocationCutsOff(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	lcfg := ca.env.listenerConfig()
+	lcfg.SCEPURL, lcfg.VerifyCacheTTL, lcfg.VerifyTimeout = ca.url, 300*time.Millisecond, 5*time.Second
+	rl := ca.env.startListener(lcfg)
+
+	rc := ca.env.startConnector(ca.enrolledConnector(t, "swc-rev", rl.quicPort()))
+	testutil.Eventually(t, "verified connector bound", func() bool { return rl.Connected("swc-rev") })
+	port := rl.open(t, "swc-rev", testutil.EchoServer(t))
+	if got := roundTrip(t, dialPort(t, port), []byte("verified")); string(got) != "verified" {
+		t.Fatalf("tunnel: %q", got)
+	}
+
+	if err := ca.Revoke("swc-rev"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "revoked connector dropped", func() bool { return !rl.Connected("swc-rev") })
+	// Its reconnects are refused, and it is told why.
+	testutil.Eventually(t, "connector logs the refusal", func() bool {
+		return testutil.Logged(rc.logs, "listener refused this connector", "reason", "Certificate is revoked")
+	})
+	if rl.Connected("swc-rev") {
+		t.Fatal("revoked connector bound again")
+	}
+}
+
+// TestSCEPVerifyUnreachableFailsClosed: no answer from the verify endpoint
+// means no connection.
+func TestSCEPVerifyUnreachableFailsClosed(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	lcfg := ca.env.listenerConfig()
+	down := httptest.NewServer(nil)
+	downURL := down.URL
+	down.Close() // nothing listens there any more
+	lcfg.SCEPURL, lcfg.VerifyCacheTTL, lcfg.VerifyTimeout = downURL, time.Minute, 2*time.Second
+	rl := ca.env.startListener(lcfg)
+	rc := ca.env.startConnector(ca.enrolledConnector(t, "swc-down", rl.quicPort()))
+	testutil.Eventually(t, "connector told the verify endpoint is unreachable", func() bool {
+		return testutil.Logged(rc.logs, "listener refused this connector", "reason", "unreachable")
+	})
+	if rl.Connected("swc-down") {
+		t.Fatal("bound without a verdict from the SCEP server")
+	}
+	if !testutil.Logged(rl.logs, "connector refused", "reason", "unreachable") {
+		t.Error("listener did not log why it refused")
+	}
+}
+
+// TestCRLFileRevokes: SWL_CRL_PATH with the SCEP server's CRL; a refresh that
+// revokes a connected connector drops it, and it cannot come back.
+func TestCRLFileRevokes(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	crlPath := filepath.Join(t.TempDir(), "ca.crl")
+	writeCRL := func() {
+		der, err := ca.CRL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := crlPath + ".tmp"
+		if err := os.WriteFile(tmp, der, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, crlPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCRL()
+	lcfg := ca.env.listenerConfig()
+	lcfg.CRLPath, lcfg.CRLRefresh = crlPath, 100*time.Millisecond
+	rl := ca.env.startListener(lcfg)
+	rc := ca.env.startConnector(ca.enrolledConnector(t, "swc-crl", rl.quicPort()))
+	testutil.Eventually(t, "connector bound", func() bool { return rl.Connected("swc-crl") })
+
+	if err := ca.Revoke("swc-crl"); err != nil {
+		t.Fatal(err)
+	}
+	writeCRL()
+	testutil.Eventually(t, "revoked connector dropped at the CRL refresh", func() bool { return !rl.Connected("swc-crl") })
+	testutil.Eventually(t, "connector told it is revoked", func() bool {
+		return testutil.Logged(rc.logs, "listener refused this connector", "reason", "revoked (CRL)")
+	})
+	if rl.Connected("swc-crl") {
+		t.Fatal("revoked connector bound again")
+	}
+}

@@ -6,11 +6,13 @@ package process
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +23,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
+	"github.com/socket-warp/socket-warp/example/devca"
 	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
@@ -322,5 +326,55 @@ func TestSIGHUPReloadsAndKeepsRunning(t *testing.T) {
 	l.cmd.Process.Signal(syscall.SIGTERM)
 	if code := l.exit(t); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestEnrollCommand: `sw-connector enroll` against a real SCEP CA writes a
+// usable pair with the key private; a wrong secret exits non-zero with
+// words an operator can act on.
+func TestEnrollCommand(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := devca.Init(filepath.Join(dir, "devca.json"), devca.InitOptions{CAKeyBits: 2048}, devca.WithLogger(zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ca.Handler())
+	defer func() { srv.Close(); ca.Close() }()
+	if err := ca.AddClient("swc-cli", nil); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := ca.CreateSecret("swc-cli", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(filepath.Join(binDir, "sw-connector"), append([]string{"enroll"}, args...)...)
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	out := filepath.Join(dir, "certs")
+	code, text := run("--scep-url", srv.URL+"/scep", "--uid", "swc-cli", "--secret", "wrong", "--out", out)
+	if code == 0 || !strings.Contains(text, "wrong or already used secret") {
+		t.Fatalf("wrong secret: exit %d, output:\n%s", code, text)
+	}
+	if strings.Contains(text, secret) {
+		t.Fatal("the output shows the secret")
+	}
+	code, text = run("--scep-url", srv.URL+"/scep", "--uid", "swc-cli", "--secret", secret, "--out", out)
+	if code != 0 || !strings.Contains(text, "enrolled swc-cli") {
+		t.Fatalf("enroll: exit %d, output:\n%s", code, text)
+	}
+	if strings.Contains(text, secret) {
+		t.Fatal("the output shows the secret")
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(out, "cert.pem"), filepath.Join(out, "key.pem")); err != nil {
+		t.Fatalf("enrolled pair: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key.pem: %v", err)
+	}
+	if code, text = run("--uid", "swc-cli"); code != 2 || !strings.Contains(text, "missing --scep-url, --secret") {
+		t.Fatalf("missing flags: exit %d, output:\n%s", code, text)
 	}
 }

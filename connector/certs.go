@@ -3,10 +3,14 @@ package connector
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -40,6 +44,22 @@ func enrollmentPending(cfg Config) (bool, error) {
 	return cfg.EnrollSecret != "" && !haveCert && !haveKey, nil
 }
 
+// checkEnrollTrust refuses an enrollment that would make a stranger the
+// listener's trust root: with no CA file yet, the SCEP CA is written there,
+// and over plain http whoever answers GetCACert would be believed.
+func checkEnrollTrust(cfg Config) error {
+	haveCA, err := exists(cfg.CACertPath)
+	if err != nil {
+		return err
+	}
+	if haveCA || cfg.CAFingerprint != "" || strings.HasPrefix(strings.ToLower(cfg.SCEPURL), "https://") {
+		return nil
+	}
+	return fmt.Errorf("enroll_secret: ca_cert_path %s does not exist, so the SCEP CA would become the listener's trust root, "+
+		"and over plain http that trusts whoever answers: set ca_fingerprint (SWC_CA_FINGERPRINT, the SHA-256 of the CA certificate) "+
+		"or use an https scep_url", cfg.CACertPath)
+}
+
 func exists(path string) (bool, error) {
 	_, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -60,19 +80,25 @@ func (c *Connector) scepOptions(secret string) enroll.Options {
 
 // enrollUntilDone enrolls, retrying with backoff: the SCEP server may not be
 // up yet when the connector first starts. It returns nil once the key and
-// certificate are written, or ctx's error.
+// certificate are written, or ctx's error. The one-time secret is spent by a
+// successful enrollment, so a result that could not be written is kept and
+// only the write is retried.
 func (c *Connector) enrollUntilDone(ctx context.Context) error {
 	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
+	p := c.paths()
+	// The SCEP CA also becomes the trust root for the listener, unless the
+	// operator already put one there.
+	if ok, _ := exists(c.cfg.CACertPath); !ok {
+		p.CA = c.cfg.CACertPath
+	}
+	var res *enroll.Result
 	for {
-		c.log.Info("enrolling", logging.UID(c.cfg.UID), zap.String("scep_url", c.cfg.SCEPURL))
-		res, err := enroll.Enroll(ctx, c.scepOptions(c.cfg.EnrollSecret))
+		err := makeDirs(p)
+		if err == nil && res == nil {
+			c.log.Info("enrolling", logging.UID(c.cfg.UID), zap.String("scep_url", redact(c.cfg.SCEPURL)))
+			res, err = enroll.Enroll(ctx, c.scepOptions(c.cfg.EnrollSecret))
+		}
 		if err == nil {
-			p := c.paths()
-			// The SCEP CA also becomes the trust root for the listener,
-			// unless the operator already put one there.
-			if ok, _ := exists(c.cfg.CACertPath); !ok {
-				p.CA = c.cfg.CACertPath
-			}
 			if err = res.Write(p); err == nil {
 				c.log.Info("enrolled", logging.UID(c.cfg.UID), zap.String("serial", res.Cert.SerialNumber.Text(16)),
 					zap.Time("not_after", res.Cert.NotAfter), zap.String("cert", p.Cert), zap.String("key", p.Key))
@@ -90,48 +116,122 @@ func (c *Connector) enrollUntilDone(ctx context.Context) error {
 	}
 }
 
+// makeDirs creates the directories of the certificate files (0700: one of
+// them holds the key).
+func makeDirs(p enroll.Paths) error {
+	for _, f := range []string{p.Key, p.Cert, p.CA} {
+		if f == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			return fmt.Errorf("create the directory of %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// redact drops a password from a URL before it is logged.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
 // renewLoop renews the certificate at RenewAt of its lifetime, until ctx
 // ends. A certificate replaced from outside (an operator, a reload) moves
-// the schedule.
+// the schedule, also while a failed renewal waits for its next try.
 func (c *Connector) renewLoop(ctx context.Context, certs *tlsutil.Reloader) {
 	changed := certs.Subscribe()
 	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
 	for {
 		leaf := certs.Leaf()
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		due := leaf.NotBefore.Add(time.Duration(float64(life) * c.cfg.RenewAt))
+		due := renewalDue(leaf, c.cfg.RenewAt)
 		c.log.Info("certificate renewal scheduled", zap.Time("at", due), zap.Time("not_after", leaf.NotAfter))
-		t := time.NewTimer(time.Until(due))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-changed:
-			t.Stop()
-			continue
-		case <-t.C:
+		if !waitOrChange(ctx, changed, max(time.Until(due), 0)) {
+			if ctx.Err() != nil {
+				return
+			}
+			continue // replaced from outside: schedule anew
 		}
 		for {
+			now := time.Now()
+			if now.After(leaf.NotAfter) {
+				// A RenewalReq is signed with the current certificate; an
+				// expired one is refused, so trying again is noise.
+				c.log.Error("certificate expired before it could be renewed: enroll again",
+					zap.Time("not_after", leaf.NotAfter))
+				if !waitOrChange(ctx, changed, -1) && ctx.Err() != nil {
+					return
+				}
+				break
+			}
 			err := c.renew(ctx, certs)
 			if err == nil {
 				bo.Reset()
+				drain(changed) // the notification of our own reload
 				break
 			}
 			if ctx.Err() != nil {
 				return
 			}
 			delay := bo.Next()
-			c.log.Error("certificate renewal failed", logging.Reason(err.Error()), zap.Duration("retry_in", delay),
+			reason := err.Error()
+			if errors.Is(err, enroll.ErrRefused) {
+				// A spent or wrong update secret stays refused until an
+				// operator sets a new one: try rarely, say what to do.
+				delay = refusedRetry(leaf.NotAfter, now, time.Duration(c.cfg.RetryMin))
+				reason += "; the renew_secret is wrong or already used: create a new update secret and set renew_secret"
+			}
+			c.log.Error("certificate renewal failed", logging.Reason(reason), zap.Duration("retry_in", delay),
 				zap.Time("not_after", leaf.NotAfter))
-			if !sleep(ctx, delay) {
-				return
+			if !waitOrChange(ctx, changed, delay) {
+				if ctx.Err() != nil {
+					return
+				}
+				break // replaced from outside
 			}
 		}
-		// Drain the notification our own reload caused.
-		select {
-		case <-changed:
-		default:
-		}
+	}
+}
+
+// renewalDue is NotBefore + fraction of the lifetime.
+func renewalDue(leaf *x509.Certificate, fraction float64) time.Time {
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	return leaf.NotBefore.Add(time.Duration(float64(life) * fraction))
+}
+
+// refusedRetry spaces out renewals the SCEP server refused: a tenth of the
+// time left, at most an hour, at least floor.
+func refusedRetry(notAfter, now time.Time, floor time.Duration) time.Duration {
+	d := min(notAfter.Sub(now)/10, time.Hour)
+	return max(d, floor)
+}
+
+// waitOrChange waits d (forever when d < 0) and reports true when it
+// passed; false when ctx ended or the certificate changed first.
+func waitOrChange(ctx context.Context, changed <-chan struct{}, d time.Duration) bool {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+		return false
+	case <-timeout:
+		return true
+	}
+}
+
+func drain(ch <-chan struct{}) {
+	select {
+	case <-ch:
+	default:
 	}
 }
 
@@ -152,8 +252,10 @@ func (c *Connector) renew(ctx context.Context, certs *tlsutil.Reloader) error {
 	if err := res.Write(c.paths()); err != nil {
 		return err
 	}
+	// The pair is on disk and the update secret spent: this renewal
+	// succeeded even if loading fails now; the file watcher tries again.
 	if err := certs.Reload(); err != nil {
-		return fmt.Errorf("renew: load the new certificate: %w", err)
+		c.log.Warn("renewed certificate written but not loaded yet", logging.Reason(err.Error()))
 	}
 	c.log.Info("certificate renewed", logging.UID(opts.UID), zap.String("serial", res.Cert.SerialNumber.Text(16)),
 		zap.Time("not_after", res.Cert.NotAfter))

@@ -57,7 +57,11 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !pending {
+	if pending {
+		if err := checkEnrollTrust(cfg); err != nil {
+			return nil, err
+		}
+	} else {
 		certs, err := tlsutil.NewReloader(cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath, log.Named("tls"))
 		if err != nil {
 			return nil, err

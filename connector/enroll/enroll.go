@@ -198,6 +198,26 @@ func Renew(ctx context.Context, o Options, currentCert *x509.Certificate, curren
 	if err != nil {
 		return nil, err
 	}
+	if pin == nil {
+		// Without a pin, trust only the CA that issued the current
+		// certificate: the request carries the update secret, and the
+		// reference server does not check who signed a RenewalReq.
+		var issuer *x509.Certificate
+		for _, c := range caCerts {
+			if currentCert.CheckSignatureFrom(c) == nil {
+				issuer = c
+				break
+			}
+		}
+		if issuer == nil {
+			return nil, &stepErr{step: "GetCACert", kind: ErrFingerprintMismatch, err: errors.New(
+				"none of the server's CA certificates issued the current certificate; the renewal secret is not sent to a stranger")}
+		}
+		sum := sha256.Sum256(issuer.Raw)
+		if caCerts, err = pinned(caCerts, sum[:]); err != nil {
+			return nil, err
+		}
+	}
 	var key crypto.Signer = currentKey
 	if newKey {
 		if key, err = rsa.GenerateKey(rand.Reader, o.KeyBits); err != nil {

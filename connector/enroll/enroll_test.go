@@ -313,6 +313,24 @@ func TestRenew(t *testing.T) {
 			t.Fatalf("err %v, want ErrRefused", err)
 		}
 	})
+	t.Run("server CA did not issue the current certificate", func(t *testing.T) {
+		stranger := makeCA("stranger", nil) // RSA, like a real SCEP CA
+		rs.mu.Lock()
+		saved := rs.caCerts
+		rs.caCerts = []*x509.Certificate{stranger.cert}
+		before := len(rs.msgTypes)
+		rs.mu.Unlock()
+		defer func() { rs.mu.Lock(); rs.caCerts = saved; rs.mu.Unlock() }()
+		_, err := Renew(t.Context(), o, first.Cert, first.Key, false)
+		if !errors.Is(err, ErrFingerprintMismatch) {
+			t.Fatalf("err %v, want ErrFingerprintMismatch", err)
+		}
+		rs.mu.Lock()
+		defer rs.mu.Unlock()
+		if len(rs.msgTypes) != before {
+			t.Fatal("the renewal request (and its secret) was sent to a CA that did not issue the certificate")
+		}
+	})
 	t.Run("uid differs from the certificate", func(t *testing.T) {
 		o := o
 		o.UID = "someone-else"

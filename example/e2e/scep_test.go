@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +77,10 @@ func (s *scepCA) selfEnrollingConnector(t *testing.T, uid, secret string, quicPo
 	c.ServerName, c.ServerAddress, c.ServicePort = "localhost", "127.0.0.1", quicPort
 	c.RetryMin, c.RetryMax = connector.Duration(20*time.Millisecond), connector.Duration(200*time.Millisecond)
 	c.SCEPURL, c.UID, c.EnrollSecret = s.url+"/scep", uid, secret
+	// Over plain http the CA is pinned, as the connector insists when the
+	// SCEP CA is about to become its trust root.
+	sum := sha256.Sum256(s.CACert().Raw)
+	c.CAFingerprint = hex.EncodeToString(sum[:])
 	return c
 }
 
@@ -95,13 +101,28 @@ func TestSelfEnrollThenTunnel(t *testing.T) {
 		t.Error("connector did not log its enrollment")
 	}
 	fi, err := os.Stat(cfg.ClientKeyPath)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("enrolled key file: %v, mode %v", err, fi.Mode())
+	if err != nil {
+		t.Fatalf("enrolled key file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("enrolled key file mode %v, want 0600", fi.Mode().Perm())
 	}
 	// The secret was consumed: a second enrollment with it is refused.
 	_, err = enroll.Enroll(context.Background(), enroll.Options{URL: ca.url + "/scep", UID: "swc-scep", Secret: cfg.EnrollSecret})
 	if !errors.Is(err, enroll.ErrRefused) {
 		t.Fatalf("reusing the secret: %v, want a refusal", err)
+	}
+}
+
+// TestSelfEnrollOverHTTPNeedsPin: without a CA file and a fingerprint, the
+// connector refuses to make whoever answers on plain http its trust root.
+func TestSelfEnrollOverHTTPNeedsPin(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	cfg := ca.selfEnrollingConnector(t, "swc-nopin", ca.register(t, "swc-nopin"), 1)
+	cfg.CAFingerprint = ""
+	_, err := connector.New(cfg, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "set ca_fingerprint") {
+		t.Fatalf("New without a pin: %v", err)
 	}
 }
 
@@ -172,6 +193,12 @@ func TestRenewalWithoutRestart(t *testing.T) {
 		t.Fatal("the certificate file still holds the old certificate")
 	}
 	echo("after renewal") // same TCP connection, same QUIC connection: nothing dropped
+
+	// devca backdates NotBefore by 5 minutes, so the renewed certificate is
+	// due at once too; the update secret is spent, and the connector says so.
+	testutil.Eventually(t, "spent update secret explained", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewal failed", "reason", "renew_secret is wrong or already used")
+	})
 
 	// The next handshake presents the new certificate: restart the listener.
 	lcfg.Port = first.quicPort()

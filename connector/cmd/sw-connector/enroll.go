@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -83,6 +85,11 @@ func enrollCommand(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "enrolled %s: certificate %s (serial %s, valid until %s)\n", o.UID, certPath,
 		res.Cert.SerialNumber.Text(16), res.Cert.NotAfter.Format("2006-01-02"))
 	fmt.Fprintf(stdout, "key %s, CA %s\n", keyPath, caPath)
+	if o.CAFingerprint == "" && len(res.CA) > 0 {
+		sum := sha256.Sum256(res.CA[0].Raw)
+		fmt.Fprintf(stderr, "warning: the SCEP CA was not pinned (--ca-fingerprint); its SHA-256 is %s: "+
+			"check it against your CA before trusting %s\n", hex.EncodeToString(sum[:]), caPath)
+	}
 	fmt.Fprintf(stdout, "settings.json: \"client_cert_path\": %q, \"client_key_path\": %q, \"ca_cert_path\": %q\n", certPath, keyPath, caPath)
 	return 0
 }

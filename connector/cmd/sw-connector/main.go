@@ -35,7 +35,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	defer sighup.Handle(ctx, func() { _ = c.ReloadCertificates() })()
-	_ = c.Run(ctx)
+	if err := c.Run(ctx); err != nil {
+		log.Error("stopped", logging.Reason(err.Error()))
+		os.Exit(1)
+	}
 }
 
 // fail prints one line: joined errors become "; "-separated.

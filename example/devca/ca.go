@@ -2,6 +2,7 @@ package devca
 
 import (
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -176,6 +177,8 @@ func Init(statePath string, opts InitOptions, options ...Option) (*CA, error) {
 	ca.log.Info("ca initialised",
 		zap.String("state", statePath),
 		zap.String("ca_subject", ca.caCert.Subject.String()),
+		// What connectors pin with ca_fingerprint when they enroll over http.
+		zap.String("ca_sha256", fmt.Sprintf("%x", sha256.Sum256(ca.caCert.Raw))),
 		zap.Strings("server_dns_names", opts.dnsNames()),
 	)
 	return ca, nil

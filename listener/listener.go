@@ -38,7 +38,8 @@ type Listener struct {
 	log       *zap.Logger
 	certs     *tlsutil.Reloader
 	verifier  auth.Verifier
-	crl       *auth.CRL // nil without SWL_CRL_PATH / SWL_CRL_URL
+	scep      *auth.SCEP // nil without SWL_SCEP_URL
+	crl       *auth.CRL  // nil without SWL_CRL_PATH / SWL_CRL_URL
 	sessions  *registry.Registry
 	openAddrs []string
 
@@ -71,6 +72,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		ports:    map[int]*binding{},
 	}
 	if err := l.buildVerifier(); err != nil {
+		l.closeAuth()
 		return nil, err
 	}
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
@@ -90,6 +92,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf)
 		if err != nil {
 			l.closeSockets()
+			l.closeAuth()
 			return nil, fmt.Errorf("listen for connectors on udp %s: %w", hostPort(a, cfg.Port), err)
 		}
 		l.quicLns = append(l.quicLns, ln)
@@ -99,6 +102,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		ln, err := net.Listen("tcp", hostPort(a, cfg.APIPort))
 		if err != nil {
 			l.closeSockets()
+			l.closeAuth()
 			return nil, fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
 		}
 		l.apiLns = append(l.apiLns, ln)
@@ -156,7 +160,7 @@ func (l *Listener) APIAddrs() []net.Addr {
 }
 
 // Run serves until ctx ends, then closes every port, tunnel and connection
-// and returns when all of its goroutines have.
+// and returns when all of its goroutines have, the verifiers' included.
 func (l *Listener) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -233,6 +237,9 @@ func (l *Listener) Run(ctx context.Context) error {
 		}
 	}
 	l.closeSockets()
+	// Every goroutine that could verify has ended: SCEP requests still in
+	// flight have nobody waiting for them.
+	l.closeAuth()
 	select {
 	case err := <-fatal:
 		return err
@@ -269,6 +276,18 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 		log.Warn("connector refused", logging.Reason(reason))
 		_ = conn.CloseWithError(wire.CodeDuplicateUID, reason)
 		return
+	}
+	// A CRL that replaced the list after Verify checked it was applied by
+	// dropRevoked to the sessions bound then, maybe not yet this one; the
+	// list is replaced before dropRevoked lists the sessions, so checking
+	// again now that this one is bound leaves no gap.
+	if l.crl != nil {
+		if err := l.crl.Check(conn.ConnectionState().TLS); err != nil {
+			l.sessions.Unbind(s)
+			log.Warn("connector refused", logging.Reason(err.Error()))
+			_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
+			return
+		}
 	}
 	leaf := conn.ConnectionState().TLS.PeerCertificates[0]
 	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))

@@ -19,8 +19,9 @@ var ErrRefused = errors.New("refused")
 
 // ErrUnavailable wraps, besides ErrRefused, a refusal for want of a verdict:
 // the verification server was unreachable, too slow, failed (5xx) or gave an
-// answer that could not be read. A refusal without it is definitive (the
-// server said no). A new connector is refused either way; a connected one
+// answer that could not be read, the SCEP verifier was closed, or no current
+// CA signs the CRL in use (see CRL.Check). A refusal without it is
+// definitive (the server, or the CRL, said no). A new connector is refused either way; a connected one
 // whose Recheck fails only with ErrUnavailable may be kept.
 var ErrUnavailable = errors.New("verification unavailable")
 

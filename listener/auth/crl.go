@@ -10,13 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/shared/logging"
 )
 
 // CRL defaults.
@@ -41,9 +45,17 @@ type CRLOptions struct {
 	// URL (SWL_CRL_URL) serves the CRL, DER or PEM, e.g. a SCEP server's
 	// http://scep.internal:3000/scep?operation=GetCRL.
 	URL string
-	// CAs may sign the CRL: the CA certificates the listener trusts for
-	// connectors (see LoadCertificates). A CRL signed by none is rejected.
-	CAs []*x509.Certificate
+	// CAs returns the CA certificates that may sign the CRL: those the
+	// listener trusts for connectors right now (tlsutil.Reloader.CACerts).
+	// It is called at every load and every Check, so that a CA rotation
+	// is followed: a CRL signed by none of them is rejected, and once the
+	// CRL in use is signed by none of them any more, Check fails closed
+	// (see Check). Required.
+	CAs func() []*x509.Certificate
+	// CAsChanged, if set, makes Run read the source at once when it
+	// receives a value (tlsutil.Reloader.Subscribe): after a CA rotation
+	// the CRL of the new CA is wanted now, not at the next refresh.
+	CAsChanged <-chan struct{}
 	// Refresh is how often Run checks the source: a file is stat'ed (and
 	// re-read when its identity, size or mtime changed, so an atomic rename
 	// is seen), a URL fetched; a URL is fetched earlier when the CRL's
@@ -52,7 +64,9 @@ type CRLOptions struct {
 	Refresh time.Duration
 	// Timeout bounds one fetch of URL. 0: DefaultCRLTimeout.
 	Timeout time.Duration
-	// Client fetches URL. nil: a client on http.DefaultTransport.
+	// Client fetches URL; its owner closes its idle connections. nil: a
+	// client of the CRL's own, on a clone of http.DefaultTransport, whose
+	// idle connections Close closes.
 	Client *http.Client
 	// Now is the clock used to schedule fetches and judge staleness.
 	// nil: time.Now.
@@ -69,21 +83,25 @@ type CRLOptions struct {
 // CRL is a certificate revocation list kept fresh by Run. Its methods are
 // safe for concurrent use.
 type CRL struct {
-	source   string // "file /path" or the URL, password redacted
-	path     string
-	url      string
-	cas      []*x509.Certificate
-	refresh  time.Duration
-	timeout  time.Duration
-	client   *http.Client
-	now      func() time.Time
-	log      *zap.Logger
-	onChange func()
+	source     string // "file /path" or the URL, password redacted
+	path       string
+	url        string
+	cas        func() []*x509.Certificate
+	casChanged <-chan struct{}
+	refresh    time.Duration
+	timeout    time.Duration
+	client     *http.Client
+	ownClient  bool // made by NewCRL: Close closes its idle connections
+	now        func() time.Time
+	log        *zap.Logger
+	onChange   func()
 
-	reloadMu sync.Mutex // serialises reloads; guards the following fields
-	stamp    os.FileInfo
-	failing  bool // in a streak of failed refreshes (logged at its start)
-	staleLog []byte
+	reloadMu   sync.Mutex // serialises reloads; guards the following fields
+	stamp      os.FileInfo
+	failing    bool // in a streak of failed refreshes (logged at its start)
+	distrusted bool // the list in use is signed by no current CA (logged once)
+	staleLog   []byte
+	newest     map[crlIssuer]crlMark // per issuer, the newest CRL taken
 
 	mu  sync.RWMutex // guards the following field
 	cur *crlList
@@ -93,6 +111,26 @@ type CRL struct {
 type crlList struct {
 	rl      *x509.RevocationList
 	serials map[string]struct{} // big.Int.Text(16) of each revoked serial
+	// signer is the CA certificate whose signature on rl was last found
+	// good. While the current CAs hold it, nothing needs verifying again.
+	signer atomic.Pointer[x509.Certificate]
+}
+
+// crlIssuer tells CAs apart: the CRL's issuer name and authority key.
+type crlIssuer struct{ name, keyID string }
+
+func issuerOf(rl *x509.RevocationList) crlIssuer {
+	return crlIssuer{name: string(rl.RawIssuer), keyID: string(rl.AuthorityKeyId)}
+}
+
+// crlMark is how recent a CRL is, for refusing older ones.
+type crlMark struct {
+	thisUpdate time.Time
+	number     *big.Int // nil without a CRL number
+}
+
+func markOf(rl *x509.RevocationList) crlMark {
+	return crlMark{thisUpdate: rl.ThisUpdate, number: rl.Number}
 }
 
 // NewCRL loads the CRL once, so that a missing, unreadable or untrusted CRL
@@ -100,15 +138,17 @@ type crlList struct {
 // fresh afterwards.
 func NewCRL(ctx context.Context, opts CRLOptions) (*CRL, error) {
 	c := &CRL{
-		path:     opts.Path,
-		url:      opts.URL,
-		cas:      opts.CAs,
-		refresh:  opts.Refresh,
-		timeout:  opts.Timeout,
-		client:   opts.Client,
-		now:      opts.Now,
-		log:      opts.Logger,
-		onChange: opts.OnChange,
+		path:       opts.Path,
+		url:        opts.URL,
+		cas:        opts.CAs,
+		casChanged: opts.CAsChanged,
+		refresh:    opts.Refresh,
+		timeout:    opts.Timeout,
+		client:     opts.Client,
+		now:        opts.Now,
+		log:        opts.Logger,
+		onChange:   opts.OnChange,
+		newest:     map[crlIssuer]crlMark{},
 	}
 	switch {
 	case c.path != "" && c.url != "":
@@ -133,14 +173,17 @@ func NewCRL(ctx context.Context, opts CRLOptions) (*CRL, error) {
 	default:
 		return nil, errors.New("CRL: neither a file nor a URL is configured")
 	}
-	if len(c.cas) == 0 {
-		return nil, fmt.Errorf("CRL %s: no CA certificate to check its signature against", c.source)
+	if c.cas == nil {
+		return nil, fmt.Errorf("CRL %s: no CA certificates to check its signature against", c.source)
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultCRLTimeout
 	}
 	if c.client == nil {
-		c.client = &http.Client{}
+		// A transport of its own, so that Close can drop its idle
+		// keep-alive connections without touching anyone else's.
+		c.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		c.ownClient = true
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -154,26 +197,44 @@ func NewCRL(ctx context.Context, opts CRLOptions) (*CRL, error) {
 	defer c.reloadMu.Unlock()
 	l, stamp, err := c.load(ctx)
 	if err != nil {
+		c.Close() // nobody else will: no idle connection outlives the error
 		return nil, err
 	}
 	c.cur, c.stamp = l, stamp
+	c.newest[issuerOf(l.rl)] = markOf(l.rl)
 	c.log.Info("crl loaded", crlFields(l.rl)...)
 	c.warnStaleLocked(l.rl)
 	return c, nil
 }
 
+// Close closes the idle connections of the client NewCRL made (a CRL URL
+// is fetched with keep-alive). Call it once Run has returned and no Reload
+// runs any more; the list stays usable for Check.
+func (c *CRL) Close() {
+	if c.ownClient {
+		c.client.CloseIdleConnections()
+	}
+}
+
 // Source names the CRL's file or URL, for logs.
 func (c *CRL) Source() string { return c.source }
 
-// Revoked reports whether cert is on the list: the CRL's issuer (and, when
-// both name one, authority key) is cert's, and cert's serial is listed.
-func (c *CRL) Revoked(cert *x509.Certificate) bool {
+func (c *CRL) list() *crlList {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.cur
+}
+
+// Revoked reports whether cert is on the list in use: the CRL's issuer
+// (and, when both name one, authority key) is cert's, and cert's serial is
+// listed. It looks the list up whether or not a current CA still signs it;
+// Check is what refuses everyone when none does.
+func (c *CRL) Revoked(cert *x509.Certificate) bool { return c.list().revoked(cert) }
+
+func (l *crlList) revoked(cert *x509.Certificate) bool {
 	if cert == nil || cert.SerialNumber == nil {
 		return false
 	}
-	c.mu.RLock()
-	l := c.cur
-	c.mu.RUnlock()
 	if !bytes.Equal(cert.RawIssuer, l.rl.RawIssuer) {
 		return false
 	}
@@ -190,16 +251,27 @@ func (c *CRL) Revoked(cert *x509.Certificate) bool {
 // certificate: that is the next Verifier's to refuse). The error wraps
 // ErrRefused and is worded for the connector: "certificate serial 1234 is
 // revoked (CRL)".
+//
+// Check also refuses every peer while no current CA (CRLOptions.CAs) signs
+// the list in use, with an error that wraps ErrUnavailable as well: after a
+// CA rotation that list says nothing about the new CA's certificates, and
+// taking it for "none revoked" would let any of them in. Until a CRL signed
+// by a current CA is loaded, the daemon is where it would be had it started
+// without one, which it refuses to do.
 func (c *CRL) Check(state tls.ConnectionState) error {
 	if len(state.PeerCertificates) == 0 {
 		return nil
 	}
-	if leaf := state.PeerCertificates[0]; c.Revoked(leaf) {
+	l := c.list()
+	if err := c.trusted(l); err != nil {
+		return &refusal{msg: "no usable CRL: the one in use is " + err.Error(), unavailable: true, cause: errCRLDistrusted}
+	}
+	if leaf := state.PeerCertificates[0]; l.revoked(leaf) {
 		return &refusal{msg: fmt.Sprintf("certificate serial %s is revoked (CRL)", leaf.SerialNumber)}
 	}
 	var first error
 	for _, chain := range state.VerifiedChains {
-		err := c.checkCAs(chain)
+		err := l.checkCAs(chain)
 		if err == nil {
 			return nil
 		}
@@ -210,9 +282,34 @@ func (c *CRL) Check(state tls.ConnectionState) error {
 	return first
 }
 
-func (c *CRL) checkCAs(chain []*x509.Certificate) error {
+// errCRLDistrusted is the cause of Check's refusals while no current CA
+// signs the CRL in use.
+var errCRLDistrusted = errors.New("the CRL in use is signed by no current CA")
+
+// trusted reports whether a current CA signs l. While the CA that was found
+// to sign it is still among them (the CA file unchanged, or another CA added)
+// that is a comparison of bytes; otherwise the signature is verified against
+// the current CAs, and the CA found is remembered for the next time.
+func (c *CRL) trusted(l *crlList) error {
+	cas := c.cas()
+	if signer := l.signer.Load(); signer != nil {
+		for _, ca := range cas {
+			if bytes.Equal(ca.Raw, signer.Raw) {
+				return nil
+			}
+		}
+	}
+	ca, err := checkCRLSigner(l.rl, cas)
+	if err != nil {
+		return err
+	}
+	l.signer.Store(ca)
+	return nil
+}
+
+func (l *crlList) checkCAs(chain []*x509.Certificate) error {
 	for i, ca := range chain {
-		if i > 0 && c.Revoked(ca) {
+		if i > 0 && l.revoked(ca) {
 			return &refusal{msg: fmt.Sprintf("issuing CA certificate %q serial %s is revoked (CRL)",
 				printable(ca.Subject.CommonName), ca.SerialNumber)}
 		}
@@ -251,6 +348,7 @@ func (v *crlVerifier) Recheck(ctx context.Context, state tls.ConnectionState) (s
 
 // Run keeps the CRL fresh until ctx ends. A failed refresh keeps the list in
 // use; it is logged at the start of a streak of failures and at its end.
+// A value on CRLOptions.CAsChanged makes it read the source at once.
 func (c *CRL) Run(ctx context.Context) {
 	for {
 		t := time.NewTimer(c.nextDelay())
@@ -258,9 +356,14 @@ func (c *CRL) Run(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-c.casChanged:
+			t.Stop()
+			// Even an unchanged file: it may hold the new CA's CRL,
+			// refused until now for want of that CA.
+			_ = c.Reload(ctx)
 		case <-t.C:
+			c.poll(ctx)
 		}
-		c.poll(ctx)
 	}
 }
 
@@ -269,9 +372,7 @@ func (c *CRL) nextDelay() time.Duration {
 	if c.url == "" {
 		return c.refresh
 	}
-	c.mu.RLock()
-	next := c.cur.rl.NextUpdate
-	c.mu.RUnlock()
+	next := c.list().rl.NextUpdate
 	d := c.refresh
 	if !next.IsZero() {
 		if until := next.Sub(c.now()); until > 0 && until < d {
@@ -320,10 +421,15 @@ func (c *CRL) reloadLocked(ctx context.Context) (changed bool, err error) {
 		return false, err // cut short (shutdown): no failure to report
 	}
 	if err == nil {
-		c.mu.RLock()
-		cur := c.cur
-		c.mu.RUnlock()
-		err = newerCRL(cur.rl, l.rl)
+		cur := c.list()
+		// Recency is a matter between CRLs of one CA: a new CA's first
+		// CRL has a lower number than its predecessor's last. Compared
+		// with the newest taken from its own CA, a replayed old CRL of
+		// any CA is still refused.
+		iss := issuerOf(l.rl)
+		if seen, ok := c.newest[iss]; ok {
+			err = newerCRL(seen, l.rl)
+		}
 		if err == nil {
 			changed = !bytes.Equal(cur.rl.Raw, l.rl.Raw)
 			if changed {
@@ -331,6 +437,7 @@ func (c *CRL) reloadLocked(ctx context.Context) (changed bool, err error) {
 				c.cur = l
 				c.mu.Unlock()
 			}
+			c.newest[iss] = markOf(l.rl)
 			c.stamp = stamp
 		} else {
 			err = fmt.Errorf("CRL %s: %w", c.source, err)
@@ -338,9 +445,9 @@ func (c *CRL) reloadLocked(ctx context.Context) (changed bool, err error) {
 	}
 	switch {
 	case err != nil && !c.failing:
-		c.log.Warn("crl refresh failed: keeping the list in use", zap.Error(err))
+		c.log.Warn("crl refresh failed: keeping the list in use", logging.Reason(err.Error()))
 	case err != nil:
-		c.log.Debug("crl refresh failed again", zap.Error(err))
+		c.log.Debug("crl refresh failed again", logging.Reason(err.Error()))
 	case c.failing:
 		c.log.Info("crl refresh works again")
 	}
@@ -351,17 +458,29 @@ func (c *CRL) reloadLocked(ctx context.Context) (changed bool, err error) {
 	if err == nil {
 		c.warnStaleLocked(l.rl)
 	}
+	// Said here, not by Check on every handshake: Run reloads as soon as
+	// the CAs change, so this is when it shows.
+	distrust := c.trusted(c.list())
+	switch {
+	case distrust != nil && !c.distrusted:
+		c.log.Error("crl in use is signed by no current CA: every connector is refused until a CRL signed by one is loaded",
+			logging.Reason(distrust.Error()))
+	case distrust == nil && c.distrusted:
+		c.log.Info("crl in use is signed by a current CA again")
+	}
+	c.distrusted = distrust != nil
 	return changed, err
 }
 
-// newerCRL refuses next if it is older than cur.
-func newerCRL(cur, next *x509.RevocationList) error {
-	if next.ThisUpdate.Before(cur.ThisUpdate) {
+// newerCRL refuses next if it is older than the newest CRL taken from the
+// same CA.
+func newerCRL(seen crlMark, next *x509.RevocationList) error {
+	if next.ThisUpdate.Before(seen.thisUpdate) {
 		return fmt.Errorf("older than the CRL in use (this update %s, in use %s)",
-			next.ThisUpdate.UTC().Format(time.RFC3339), cur.ThisUpdate.UTC().Format(time.RFC3339))
+			next.ThisUpdate.UTC().Format(time.RFC3339), seen.thisUpdate.UTC().Format(time.RFC3339))
 	}
-	if cur.Number != nil && next.Number != nil && next.Number.Cmp(cur.Number) < 0 {
-		return fmt.Errorf("older than the CRL in use (number %s, in use %s)", next.Number, cur.Number)
+	if seen.number != nil && next.Number != nil && next.Number.Cmp(seen.number) < 0 {
+		return fmt.Errorf("older than the CRL in use (number %s, in use %s)", next.Number, seen.number)
 	}
 	return nil
 }
@@ -406,7 +525,7 @@ func (c *CRL) load(ctx context.Context) (*crlList, os.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("CRL %s: %w", c.source, err)
 	}
-	l, err := parseCRL(data, c.cas)
+	l, err := parseCRL(data, c.cas())
 	if err != nil {
 		return nil, nil, fmt.Errorf("CRL %s: %w", c.source, err)
 	}
@@ -500,10 +619,12 @@ func parseCRL(data []byte, cas []*x509.Certificate) (*crlList, error) {
 			return nil, errors.New("a delta CRL; a full CRL is needed")
 		}
 	}
-	if err := checkCRLSigner(rl, cas); err != nil {
+	signer, err := checkCRLSigner(rl, cas)
+	if err != nil {
 		return nil, err
 	}
 	l := &crlList{rl: rl, serials: make(map[string]struct{}, len(rl.RevokedCertificateEntries))}
+	l.signer.Store(signer)
 	for _, e := range rl.RevokedCertificateEntries {
 		if e.SerialNumber != nil {
 			l.serials[e.SerialNumber.Text(16)] = struct{}{}
@@ -512,7 +633,11 @@ func parseCRL(data []byte, cas []*x509.Certificate) (*crlList, error) {
 	return l, nil
 }
 
-func checkCRLSigner(rl *x509.RevocationList, cas []*x509.Certificate) error {
+// checkCRLSigner returns the CA of cas that signed rl.
+func checkCRLSigner(rl *x509.RevocationList, cas []*x509.Certificate) (*x509.Certificate, error) {
+	if len(cas) == 0 {
+		return nil, errors.New("not signed by a trusted CA: no CA certificates to check its signature against")
+	}
 	var lastErr error
 	for _, ca := range cas {
 		if !bytes.Equal(ca.RawSubject, rl.RawIssuer) {
@@ -522,40 +647,11 @@ func checkCRLSigner(rl *x509.RevocationList, cas []*x509.Certificate) error {
 			continue
 		}
 		if lastErr = rl.CheckSignatureFrom(ca); lastErr == nil {
-			return nil
+			return ca, nil
 		}
 	}
 	if lastErr != nil {
-		return fmt.Errorf("not signed by a trusted CA (issuer %s): %w", rl.Issuer, lastErr)
+		return nil, fmt.Errorf("not signed by a trusted CA (issuer %s): %w", rl.Issuer, lastErr)
 	}
-	return fmt.Errorf("not signed by a trusted CA (issuer %s)", rl.Issuer)
-}
-
-// LoadCertificates reads every PEM "CERTIFICATE" in path: the listener's CA
-// file (SWL_CA_PATH), for CRLOptions.CAs.
-func LoadCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("CA certificate %s: %w", path, err)
-	}
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("CA certificate %s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("CA certificate %s: no PEM certificate found", path)
-	}
-	return out, nil
+	return nil, fmt.Errorf("not signed by a trusted CA (issuer %s)", rl.Issuer)
 }

@@ -13,16 +13,17 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
@@ -49,6 +50,11 @@ func crlWith(t testing.TB, ca *pki.CA, tmpl *x509.RevocationList, revoked ...*x5
 	return der
 }
 
+// fixedCAs is a CA set that never changes.
+func fixedCAs(certs ...*x509.Certificate) func() []*x509.Certificate {
+	return func() []*x509.Certificate { return certs }
+}
+
 func pemCRL(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}) }
 
 func writeFile(t testing.TB, path string, data []byte) {
@@ -64,6 +70,7 @@ func newCRL(t testing.TB, opts CRLOptions) *CRL {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
 	return c
 }
 
@@ -130,7 +137,7 @@ func TestCRLFromFile(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, name)
 			writeFile(t, path, data)
-			c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{other.Cert, ca.Cert}})
+			c := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(other.Cert, ca.Cert)})
 			if !c.Revoked(revoked) {
 				t.Error("a revoked certificate passes")
 			}
@@ -166,7 +173,7 @@ func TestCRLRejectedAtStart(t *testing.T) {
 		writeFile(t, p, data)
 		return p
 	}
-	cas := []*x509.Certificate{ca.Cert}
+	cas := fixedCAs(ca.Cert)
 	for _, tc := range []struct {
 		name string
 		opts CRLOptions
@@ -187,6 +194,8 @@ func TestCRLRejectedAtStart(t *testing.T) {
 		{"delta", CRLOptions{Path: file("delta.crl", delta), CAs: cas},
 			[]string{"delta.crl", "delta CRL"}},
 		{"no CA", CRLOptions{Path: file("ok.crl", crlOf(t, ca, 1, now)), CAs: nil},
+			[]string{"ok.crl", "no CA certificate"}},
+		{"empty CA set", CRLOptions{Path: file("ok.crl", crlOf(t, ca, 1, now)), CAs: fixedCAs()},
 			[]string{"ok.crl", "no CA certificate"}},
 		{"both", CRLOptions{Path: "a", URL: "http://b", CAs: cas}, []string{"both"}},
 		{"neither", CRLOptions{CAs: cas}, []string{"neither"}},
@@ -226,7 +235,7 @@ func TestCRLRunPicksUpFileChange(t *testing.T) {
 	writeFile(t, path, crlOf(t, ca, 1, now, first))
 	var changes atomic.Int64
 	c := newCRL(t, CRLOptions{
-		Path: path, CAs: []*x509.Certificate{ca.Cert},
+		Path: path, CAs: fixedCAs(ca.Cert),
 		Refresh: 10 * time.Millisecond, OnChange: func() { changes.Add(1) },
 	})
 	runCRL(t, c)
@@ -258,7 +267,7 @@ func TestCRLReloadUnchanged(t *testing.T) {
 	der := crlOf(t, ca, 1, time.Now(), issue(t, ca, "swc-1"))
 	writeFile(t, path, der)
 	var changes atomic.Int64
-	c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}, OnChange: func() { changes.Add(1) }})
+	c := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(ca.Cert), OnChange: func() { changes.Add(1) }})
 	writeFile(t, path, der)
 	if err := c.Reload(context.Background()); err != nil {
 		t.Fatal(err)
@@ -275,7 +284,7 @@ func TestCRLRunRefreshesURL(t *testing.T) {
 	srv := newCRLServer(t, crlOf(t, ca, 1, now, first))
 	var changes atomic.Int64
 	c := newCRL(t, CRLOptions{
-		URL: srv.URL, CAs: []*x509.Certificate{ca.Cert},
+		URL: srv.URL, CAs: fixedCAs(ca.Cert),
 		Refresh: 10 * time.Millisecond, OnChange: func() { changes.Add(1) },
 	})
 	if !c.Revoked(first) || c.Revoked(second) {
@@ -299,7 +308,7 @@ func TestCRLFailedRefreshKeepsList(t *testing.T) {
 	log, logs := testutil.Logger(t, "crl")
 	var changes atomic.Int64
 	c := newCRL(t, CRLOptions{
-		URL: srv.URL, CAs: []*x509.Certificate{ca.Cert}, Logger: log, OnChange: func() { changes.Add(1) },
+		URL: srv.URL, CAs: fixedCAs(ca.Cert), Logger: log, OnChange: func() { changes.Add(1) },
 	})
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -323,7 +332,7 @@ func TestCRLFailedRefreshKeepsList(t *testing.T) {
 	if n := logs.FilterMessage(failed).Len(); n != 1 {
 		t.Errorf("%d %q entries, want 1 per streak", n, failed)
 	}
-	if !testutil.Logged(logs, failed, "error", "HTTP 500") {
+	if !testutil.Logged(logs, failed, logging.KeyReason, "HTTP 500") {
 		t.Error("the entry does not name the first failure")
 	}
 	if n := changes.Load(); n != 0 {
@@ -365,7 +374,7 @@ func TestCRLNextDelay(t *testing.T) {
 			srv.set(http.StatusOK, crlWith(t, ca, &x509.RevocationList{
 				Number: big.NewInt(1), ThisUpdate: now.Add(-time.Hour), NextUpdate: tc.nextUpdate,
 			}))
-			c := newCRL(t, CRLOptions{URL: srv.URL, CAs: []*x509.Certificate{ca.Cert}, Refresh: time.Minute, Now: clock.Now})
+			c := newCRL(t, CRLOptions{URL: srv.URL, CAs: fixedCAs(ca.Cert), Refresh: time.Minute, Now: clock.Now})
 			clock.Advance(tc.later)
 			if got := c.nextDelay(); got != tc.want {
 				t.Errorf("nextDelay() = %s, want %s", got, tc.want)
@@ -374,7 +383,7 @@ func TestCRLNextDelay(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "ca.crl")
 	writeFile(t, path, crlOf(t, ca, 1, now.Add(-time.Hour)))
-	c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}, Now: clock.Now})
+	c := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(ca.Cert), Now: clock.Now})
 	if got := c.nextDelay(); got != DefaultCRLFileRefresh {
 		t.Errorf("file: nextDelay() = %s, want %s", got, DefaultCRLFileRefresh)
 	}
@@ -386,7 +395,7 @@ func TestCRLStaleIsUsedAndLogged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ca.crl")
 	writeFile(t, path, crlOf(t, ca, 1, time.Now().Add(-48*time.Hour), leaf)) // next update a day ago
 	log, logs := testutil.Logger(t, "crl")
-	c := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}, Logger: log})
+	c := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(ca.Cert), Logger: log})
 	if !c.Revoked(leaf) {
 		t.Error("a stale CRL is not used")
 	}
@@ -416,7 +425,7 @@ func TestWithCRL(t *testing.T) {
 	revoked, good := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
 	path := filepath.Join(t.TempDir(), "ca.crl")
 	writeFile(t, path, crlOf(t, ca, 1, time.Now(), revoked))
-	crl := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{ca.Cert}})
+	crl := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(ca.Cert)})
 	ctx := context.Background()
 
 	if v := WithCRL(CommonName{}, nil); v != (CommonName{}) {
@@ -482,7 +491,7 @@ func TestCRLCheckChain(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "root.crl")
 	writeFile(t, path, crlOf(t, root, 1, time.Now(), interCert))
-	crl := newCRL(t, CRLOptions{Path: path, CAs: []*x509.Certificate{root.Cert}})
+	crl := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(root.Cert)})
 	state := tls.ConnectionState{
 		PeerCertificates: []*x509.Certificate{leaf, interCert},
 		VerifiedChains:   [][]*x509.Certificate{{leaf, interCert, root.Cert}},
@@ -499,22 +508,160 @@ func TestCRLCheckChain(t *testing.T) {
 	}
 }
 
-func TestLoadCertificates(t *testing.T) {
-	a, b := newCA(t, "CA a"), newCA(t, "CA b")
-	dir := t.TempDir()
-	bundle := filepath.Join(dir, "bundle.pem")
-	writeFile(t, bundle, append(append(a.CertPEM(), []byte("-----BEGIN JUNK-----\nAAAA\n-----END JUNK-----\n")...), b.CertPEM()...))
-	certs, err := LoadCertificates(bundle)
-	if err != nil || len(certs) != 2 || !certs[0].Equal(a.Cert) || !certs[1].Equal(b.Cert) {
-		t.Fatalf("LoadCertificates = %d certificates, %v", len(certs), err)
+// rotatingCAs stands in for tlsutil.Reloader.CACerts: the test replaces the
+// CA set as a rotation of SWL_CA_PATH would.
+type rotatingCAs struct {
+	cur atomic.Pointer[[]*x509.Certificate]
+}
+
+func newRotatingCAs(certs ...*x509.Certificate) *rotatingCAs {
+	r := &rotatingCAs{}
+	r.set(certs...)
+	return r
+}
+
+func (r *rotatingCAs) set(certs ...*x509.Certificate) { r.cur.Store(&certs) }
+func (r *rotatingCAs) get() []*x509.Certificate       { return *r.cur.Load() }
+
+// After a CA rotation the old CA's list covers nothing the new CA issues:
+// everyone is refused (no verdict) until the new CA's CRL is loaded, which
+// is taken although its number is lower; replays stay refused per CA.
+func TestCRLFollowsCARotation(t *testing.T) {
+	oldCA, nextCA := newCA(t, "crl test CA 1"), newCA(t, "crl test CA 2")
+	oldRevoked := issue(t, oldCA, "swc-1")
+	newRevoked, newGood := issue(t, nextCA, "swc-2"), issue(t, nextCA, "swc-3")
+	now := time.Now()
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	writeFile(t, path, crlOf(t, oldCA, 7, now, oldRevoked))
+	cas := newRotatingCAs(oldCA.Cert)
+	log, logs := testutil.Logger(t, "crl")
+	var changes atomic.Int64
+	c := newCRL(t, CRLOptions{Path: path, CAs: cas.get, Logger: log, OnChange: func() { changes.Add(1) }})
+	ctx := context.Background()
+	revokedMsg := func(cert *x509.Certificate) string {
+		return fmt.Sprintf("certificate serial %s is revoked (CRL)", cert.SerialNumber)
 	}
-	_, err = LoadCertificates(filepath.Join(dir, "none.pem"))
-	testutil.WantErr(t, err, "none.pem")
-	empty := filepath.Join(dir, "empty.pem")
-	writeFile(t, empty, []byte("nothing"))
-	_, err = LoadCertificates(empty)
-	testutil.WantErr(t, err, "empty.pem", "no PEM certificate")
-	if !strings.Contains(err.Error(), "CA certificate") {
-		t.Errorf("error %q", err)
+	wantRefusal(t, c.Check(stateOf(oldRevoked)), revokedMsg(oldRevoked), false)
+
+	cas.set(nextCA.Cert) // the old CA is gone from the CA file
+	for _, cert := range []*x509.Certificate{newGood, newRevoked, oldRevoked} {
+		err := c.Check(stateOf(cert))
+		wantRefusal(t, err, "no usable CRL: the one in use is not signed by a trusted CA (issuer ", true)
+		if !errors.Is(err, errCRLDistrusted) {
+			t.Errorf("Check(%s) = %v, want errCRLDistrusted", cert.Subject.CommonName, err)
+		}
 	}
+	// The source still serves the old CA's CRL: no better.
+	const distrusted = "crl in use is signed by no current CA: every connector is refused until a CRL signed by one is loaded"
+	for range 2 {
+		testutil.WantErr(t, c.Reload(ctx), path, "not signed by a trusted CA")
+	}
+	if n := logs.FilterMessage(distrusted).Len(); n != 1 {
+		t.Errorf("%d %q entries, want 1", n, distrusted)
+	}
+
+	// The new CA's first CRL: a lower number and an earlier this update
+	// than the old CA's last, which says nothing about the new CA's.
+	writeFile(t, path, crlOf(t, nextCA, 1, now.Add(-time.Minute), newRevoked))
+	if err := c.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := changes.Load(); n != 1 {
+		t.Errorf("OnChange called %d times, want 1", n)
+	}
+	wantRefusal(t, c.Check(stateOf(newRevoked)), revokedMsg(newRevoked), false)
+	if err := c.Check(stateOf(newGood)); err != nil {
+		t.Errorf("Check(good certificate of the new CA) = %v", err)
+	}
+	if n := logs.FilterMessage("crl in use is signed by a current CA again").Len(); n != 1 {
+		t.Errorf("%d recovery entries, want 1", n)
+	}
+
+	// Older CRLs stay refused, compared with the newest of their own CA,
+	// whichever CA signed the list in use.
+	writeFile(t, path, crlOf(t, nextCA, 0, now.Add(-2*time.Minute)))
+	testutil.WantErr(t, c.Reload(ctx), "older than the CRL in use (this update")
+	cas.set(oldCA.Cert, nextCA.Cert)
+	writeFile(t, path, crlOf(t, oldCA, 6, now.Add(time.Minute)))
+	testutil.WantErr(t, c.Reload(ctx), "older than the CRL in use (number 6, in use 7)")
+	if !c.Revoked(newRevoked) {
+		t.Error("a refused CRL replaced the list")
+	}
+}
+
+// With CAsChanged, Run reads the source at once after a rotation, long
+// before its next refresh, and takes the new CA's CRL written earlier.
+func TestCRLRunReloadsOnCAChange(t *testing.T) {
+	oldCA, nextCA := newCA(t, "crl test CA 1"), newCA(t, "crl test CA 2")
+	newRevoked, newGood := issue(t, nextCA, "swc-2"), issue(t, nextCA, "swc-3")
+	now := time.Now()
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	writeFile(t, path, crlOf(t, oldCA, 7, now))
+	cas := newRotatingCAs(oldCA.Cert)
+	casChanged := make(chan struct{}, 1)
+	var changes atomic.Int64
+	c := newCRL(t, CRLOptions{
+		Path: path, CAs: cas.get, CAsChanged: casChanged, Refresh: time.Hour,
+		OnChange: func() { changes.Add(1) },
+	})
+	runCRL(t, c)
+
+	writeFile(t, path, crlOf(t, nextCA, 1, now, newRevoked))
+	cas.set(nextCA.Cert)
+	casChanged <- struct{}{}
+	testutil.Eventually(t, "the new CA's CRL", func() bool { return changes.Load() == 1 })
+	wantRefusal(t, c.Check(stateOf(newRevoked)), fmt.Sprintf("certificate serial %s is revoked (CRL)", newRevoked.SerialNumber), false)
+	if err := c.Check(stateOf(newGood)); err != nil {
+		t.Errorf("Check(good certificate of the new CA) = %v", err)
+	}
+}
+
+// A CA certificate issued again with the same key and name still vouches
+// for the CRL it signed: nothing is refused for want of a CRL.
+func TestCRLCAReissuedSameKey(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	revoked, good := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	writeFile(t, path, crlOf(t, ca, 1, time.Now(), revoked))
+	cas := newRotatingCAs(ca.Cert)
+	c := newCRL(t, CRLOptions{Path: path, CAs: cas.get})
+
+	tmpl := *ca.Cert
+	tmpl.SerialNumber = big.NewInt(99)
+	tmpl.NotAfter = ca.Cert.NotAfter.Add(time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, ca.Key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reissued, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas.set(reissued)
+	wantRefusal(t, c.Check(stateOf(revoked)), fmt.Sprintf("certificate serial %s is revoked (CRL)", revoked.SerialNumber), false)
+	if err := c.Check(stateOf(good)); err != nil {
+		t.Errorf("Check(good) = %v", err)
+	}
+}
+
+// Close drops the keep-alive connection the CRL's own client kept to the
+// CRL URL.
+func TestCRLCloseDropsIdleConnections(t *testing.T) {
+	ca := newCA(t, "crl test CA")
+	der := crlOf(t, ca, 1, time.Now())
+	var closed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(der) }))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newCRL(t, CRLOptions{URL: srv.URL, CAs: fixedCAs(ca.Cert)})
+	if n := closed.Load(); n != 0 {
+		t.Fatalf("%d connections closed before Close", n)
+	}
+	c.Close()
+	testutil.Eventually(t, "the idle connection closed", func() bool { return closed.Load() == 1 })
 }

@@ -19,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/shared/logging"
 )
 
 // SCEP defaults.
@@ -49,8 +51,9 @@ type SCEPOptions struct {
 	// negative: no cache. Refusals are never cached.
 	CacheTTL time.Duration
 	// Client makes the requests (e.g. one that trusts the SCEP server's CA
-	// for https). nil: a client on http.DefaultTransport. Timeout applies
-	// either way.
+	// for https); its owner closes its idle connections. nil: a client of
+	// the SCEP's own, on a clone of http.DefaultTransport, whose idle
+	// connections Close closes. Timeout applies either way.
 	Client *http.Client
 	// Now is the clock of the cache (for tests). nil: time.Now.
 	Now func() time.Time
@@ -77,20 +80,29 @@ type SCEPOptions struct {
 // (unreachable, timeout, 5xx, another code, an unreadable answer) fails
 // closed too, but also wraps ErrUnavailable. Positive answers are cached per
 // certificate (SHA-256 of its DER) for CacheTTL; concurrent requests about
-// one certificate share one HTTP request.
+// one certificate share one HTTP request. Close ends what is in flight.
 type SCEP struct {
-	endpoint string
-	timeout  time.Duration
-	ttl      time.Duration
-	client   *http.Client
-	now      func() time.Time
-	log      *zap.Logger
+	endpoint  string
+	timeout   time.Duration
+	ttl       time.Duration
+	client    *http.Client
+	ownClient bool // made by NewSCEP: Close closes its idle connections
+	now       func() time.Time
+	log       *zap.Logger
+
+	// base is what every request derives from, rather than its first
+	// caller's context (see ask); stop cancels it at Close.
+	base      context.Context
+	stop      context.CancelFunc
+	flying    sync.WaitGroup // the fly goroutines; Close waits for them
+	closeOnce sync.Once
 
 	mu        sync.Mutex // guards the following fields
 	cache     map[[32]byte]scepEntry
 	flights   map[[32]byte]*scepFlight
 	lastSweep time.Time
 	failing   bool // in a streak of unavailability (logged at its start)
+	closed    bool // no request starts any more
 }
 
 type scepEntry struct {
@@ -131,7 +143,10 @@ func NewSCEP(baseURL string, opts SCEPOptions) (*SCEP, error) {
 		s.ttl = DefaultSCEPCacheTTL
 	}
 	if s.client == nil {
-		s.client = &http.Client{}
+		// A transport of its own, so that Close can drop its idle
+		// keep-alive connections without touching anyone else's.
+		s.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		s.ownClient = true
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -140,7 +155,26 @@ func NewSCEP(baseURL string, opts SCEPOptions) (*SCEP, error) {
 		s.log = zap.NewNop()
 	}
 	s.log = s.log.With(zap.String("scep_url", s.Endpoint()))
+	s.base, s.stop = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// Close cancels the requests in flight and waits for their goroutines to
+// end, then closes the idle connections of the client NewSCEP made. Whoever
+// waited for those requests hears "unavailable"; from then on every Verify
+// and Recheck fails so, without a request. The daemon calls it when it
+// shuts down, once nothing verifies any more. Close is idempotent.
+func (s *SCEP) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.stop()
+	})
+	s.flying.Wait()
+	if s.ownClient {
+		s.client.CloseIdleConnections()
+	}
 }
 
 // SCEPEndpoint maps a configured SCEP URL to the verify endpoint.
@@ -239,19 +273,28 @@ func (s *SCEP) storeLocked(fp [32]byte, leaf *x509.Certificate, uid string) {
 	s.cache[fp] = scepEntry{uid: uid, expires: expires}
 }
 
+// errSCEPClosed is the cause of the refusals after Close.
+var errSCEPClosed = errors.New("verifier closed")
+
 // ask joins the request in flight for fp or starts one. The request is not
 // tied to ctx, which may end first (its connection gone) while others wait
-// for the same answer; it is bounded by the timeout instead.
+// for the same answer; it is bounded by the timeout instead, and by Close.
 func (s *SCEP) ask(ctx context.Context, leaf *x509.Certificate, fp [32]byte) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", &refusal{msg: "scep verify: " + err.Error(), unavailable: true, cause: err}
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", &refusal{msg: "scep verify: " + errSCEPClosed.Error(), unavailable: true, cause: errSCEPClosed}
+	}
 	f := s.flights[fp]
 	if f == nil {
 		f = &scepFlight{done: make(chan struct{})}
 		s.flights[fp] = f
-		go s.fly(context.WithoutCancel(ctx), f, leaf, fp)
+		// Added under mu, where closed was false: Close's Wait, which
+		// follows its setting closed under mu, counts this goroutine.
+		s.flying.Go(func() { s.fly(s.base, f, leaf, fp) })
 	}
 	f.waiters++
 	s.mu.Unlock()
@@ -270,6 +313,14 @@ func (s *SCEP) fly(ctx context.Context, f *scepFlight, leaf *x509.Certificate, f
 
 	s.mu.Lock()
 	delete(s.flights, fp)
+	if s.base.Err() != nil {
+		// Cut short by Close: the server said nothing, about this
+		// certificate or its own health, so nothing is cached or logged.
+		f.err = &refusal{msg: "scep verify: " + errSCEPClosed.Error(), unavailable: true, cause: errSCEPClosed}
+		s.mu.Unlock()
+		close(f.done)
+		return
+	}
 	switch {
 	case err == nil:
 		s.storeLocked(fp, leaf, uid)
@@ -287,12 +338,13 @@ func (s *SCEP) fly(ctx context.Context, f *scepFlight, leaf *x509.Certificate, f
 	// story in the order it happened.
 	switch {
 	case startStreak:
-		s.log.Warn("scep server unavailable: connectors are refused until it answers", zap.Error(err))
+		s.log.Warn("scep server unavailable: connectors are refused until it answers", logging.Reason(err.Error()))
 	case endStreak:
 		s.log.Info("scep server answers again")
 	}
 	if err != nil && !unavailable {
-		s.log.Debug("scep refused a certificate", zap.String("cn", leaf.Subject.CommonName), zap.Error(err))
+		// The CN is the UID the certificate claims (see request).
+		s.log.Debug("scep refused a certificate", logging.UID(leaf.Subject.CommonName), logging.Reason(err.Error()))
 	}
 	close(f.done)
 }

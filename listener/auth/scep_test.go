@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
@@ -159,6 +162,7 @@ func newSCEP(t testing.TB, base string, opts SCEPOptions) *SCEP {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -578,7 +582,7 @@ func TestSCEPLogsUnavailabilityOncePerStreak(t *testing.T) {
 	if n := logs.FilterMessage(down).Len(); n != 1 {
 		t.Errorf("%d %q entries, want 1", n, down)
 	}
-	if !testutil.Logged(logs, down, "error", "unexpected answer (503): maintenance") {
+	if !testutil.Logged(logs, down, logging.KeyReason, "unexpected answer (503): maintenance") {
 		t.Errorf("the entry does not name the problem: %v", logs.All())
 	}
 	srv.setAnswer(issued("ISSUED"))
@@ -588,4 +592,43 @@ func TestSCEPLogsUnavailabilityOncePerStreak(t *testing.T) {
 	if n := logs.FilterMessage("scep server answers again").Len(); n != 1 {
 		t.Errorf("%d recovery entries, want 1", n)
 	}
+}
+
+// Close ends a request in flight at once, tells its waiter "unavailable",
+// logs nothing about the server, and leaves no goroutine behind; afterwards
+// nothing is asked.
+func TestSCEPCloseEndsFlights(t *testing.T) {
+	cert := issue(t, newCA(t, "scep test CA"), "swc-1")
+	srv := newFakeSCEP(t, func(w http.ResponseWriter, r *http.Request, c *x509.Certificate) {
+		<-r.Context().Done() // answers only once the client gave up
+	})
+	log, logs := testutil.Logger(t, "scep")
+	s := newSCEP(t, srv.URL, SCEPOptions{Timeout: time.Minute, Logger: log})
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Verify(context.Background(), stateOf(cert))
+		done <- err
+	}()
+	testutil.Eventually(t, "the request", func() bool { return srv.requests.Load() == 1 && s.waiters(cert) == 1 })
+	s.Close()
+	if n := s.inFlight(); n != 0 {
+		t.Errorf("%d requests in flight after Close", n)
+	}
+	select {
+	case err := <-done:
+		wantRefusal(t, err, "scep verify: verifier closed", true)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Verify still waits after Close")
+	}
+	_, err := s.Verify(context.Background(), stateOf(cert))
+	wantRefusal(t, err, "scep verify: verifier closed", true)
+	if n := srv.requests.Load(); n != 1 {
+		t.Errorf("%d requests, want 1 (none after Close)", n)
+	}
+	if n := logs.FilterMessage("scep server unavailable: connectors are refused until it answers").Len(); n != 0 {
+		t.Errorf("Close logged the server as unavailable")
+	}
+	s.Close() // idempotent
 }

@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,11 +53,11 @@ type Reloader struct {
 
 // material is one consistent load of the three files; never modified.
 type material struct {
-	cert    *tls.Certificate // Leaf set
-	pool    *x509.CertPool
-	caCount int
-	server  *tls.Config
-	sums    [3][sha256.Size]byte // of the certificate, key and CA files
+	cert   *tls.Certificate // Leaf set
+	pool   *x509.CertPool
+	cas    []*x509.Certificate // what pool holds, in file order (see CACerts)
+	server *tls.Config
+	sums   [3][sha256.Size]byte // of the certificate, key and CA files
 }
 
 // ReloaderOption tunes a Reloader.
@@ -155,16 +158,20 @@ func (r *Reloader) load() (*material, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, n, err := parseCertPool(r.caPath, caPEM)
+	cas, err := parseCACerts(r.caPath, caPEM)
 	if err != nil {
 		return nil, err
 	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
 	return &material{
-		cert:    &cert,
-		pool:    pool,
-		caCount: n,
-		server:  ServerConfig(cert, pool),
-		sums:    [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
+		cert:   &cert,
+		pool:   pool,
+		cas:    slices.Clip(cas), // an append by a caller must not write into the snapshot
+		server: ServerConfig(cert, pool),
+		sums:   [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
 	}, nil
 }
 
@@ -175,7 +182,7 @@ func (m *material) fields() []zap.Field {
 		zap.String("subject", leaf.Subject.String()),
 		zap.String("serial", leaf.SerialNumber.Text(16)),
 		zap.Time("not_after", leaf.NotAfter),
-		zap.Int("ca_certs", m.caCount),
+		zap.Int("ca_certs", len(m.cas)),
 	}
 }
 
@@ -216,6 +223,14 @@ func (r *Reloader) Leaf() *x509.Certificate { return r.cur.Load().cert.Leaf }
 
 // Certificate is the current certificate with its key (renewal signs with it).
 func (r *Reloader) Certificate() *tls.Certificate { return r.cur.Load().cert }
+
+// CACerts are the certificates of the current CA file, the ones the client
+// CA pool (or the root CAs) of new handshakes holds, in file order. They
+// change as a whole with every reload, so whoever judges something else by
+// "the CA" (a CRL's signature, say) should call CACerts each time rather
+// than keep the result. The caller must not modify the slice or its
+// certificates.
+func (r *Reloader) CACerts() []*x509.Certificate { return r.cur.Load().cas }
 
 // Subscribe returns a channel that receives a value after each reload that
 // changed something. Notifications coalesce: a subscriber that is not
@@ -329,6 +344,31 @@ func (r *Reloader) reloadIfStatChanged() {
 	if !same {
 		_ = r.Reload() // logs its errors
 	}
+}
+
+// parseCACerts parses every PEM "CERTIFICATE" of the CA file at path; the
+// error names the file.
+func parseCACerts(path string, data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("CA certificate %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("CA certificate %s: no PEM certificate found", path)
+	}
+	return out, nil
 }
 
 // fileStat is what polling compares. os.Stat follows symlinks, so a swapped

@@ -709,3 +709,49 @@ func TestReloaderOverQUIC(t *testing.T) {
 		t.Fatalf("client read %q, %v", got, err)
 	}
 }
+
+// CACerts follows the CA file: every certificate of it, in file order; a
+// broken CA file keeps the previous ones, as it keeps the pool.
+func TestReloaderCACerts(t *testing.T) {
+	f := newServerFiles(t) // no Run: Reload is called directly
+	raws := func() [][]byte {
+		var out [][]byte
+		for _, c := range f.reloader.CACerts() {
+			out = append(out, c.Raw)
+		}
+		return out
+	}
+	want := func(what string, cas ...*pki.CA) {
+		t.Helper()
+		got := raws()
+		if len(got) != len(cas) {
+			t.Fatalf("%s: CACerts holds %d certificates, want %d", what, len(got), len(cas))
+		}
+		for i, ca := range cas {
+			if !bytes.Equal(got[i], ca.Cert.Raw) {
+				t.Errorf("%s: CACerts[%d] is not %q", what, i, ca.Cert.Subject.CommonName)
+			}
+		}
+	}
+	want("at start", f.pki.CA)
+
+	ca2 := newCA(t, "replacement client CA")
+	junk := []byte("-----BEGIN JUNK-----\nAAAA\n-----END JUNK-----\n") // skipped, as by the pool
+	writeAtomic(t, f.ca, append(append(ca2.CertPEM(), junk...), f.pki.CA.CertPEM()...))
+	if err := f.reloader.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want("after adding a CA", ca2, f.pki.CA)
+
+	writeAtomic(t, f.ca, []byte("not PEM at all\n"))
+	if err := f.reloader.Reload(); err == nil {
+		t.Fatal("a broken CA file reloaded")
+	}
+	want("after a broken CA file", ca2, f.pki.CA)
+
+	writeAtomic(t, f.ca, ca2.CertPEM())
+	if err := f.reloader.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want("after replacing the CAs", ca2)
+}

@@ -4,6 +4,7 @@ package logging
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -37,7 +38,10 @@ func Duration(d time.Duration) zap.Field { return zap.Duration(KeyDuration, d) }
 
 // New returns a logger writing to stderr. level is debug, info, warn or error;
 // format is console (for people) or json (for collectors).
-func New(level, format string) (*zap.Logger, error) {
+func New(level, format string) (*zap.Logger, error) { return NewTo(os.Stderr, level, format) }
+
+// NewTo is New writing to w.
+func NewTo(w io.Writer, level, format string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(strings.ToLower(strings.TrimSpace(level)))
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
@@ -55,6 +59,6 @@ func New(level, format string) (*zap.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: want console or json", format)
 	}
-	out := zapcore.Lock(os.Stderr)
+	out := zapcore.Lock(zapcore.AddSync(w))
 	return zap.New(zapcore.NewCore(enc, out, lvl), zap.ErrorOutput(out)), nil
 }

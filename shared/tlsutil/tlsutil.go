@@ -10,7 +10,6 @@ package tlsutil
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -24,8 +23,15 @@ func LoadCertPool(path string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, _, err := parseCertPool(path, data)
-	return pool, err
+	certs, err := parseCACerts(path, data)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
 }
 
 func readCAFile(path string) ([]byte, error) {
@@ -37,33 +43,6 @@ func readCAFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("CA certificate %s: %w", path, err)
 	}
 	return data, nil
-}
-
-// parseCertPool parses the contents of the CA file at path and also returns
-// how many certificates it holds.
-func parseCertPool(path string, data []byte) (*x509.CertPool, int, error) {
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, 0, fmt.Errorf("CA certificate %s: %w", path, err)
-		}
-		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, 0, fmt.Errorf("CA certificate %s: no PEM certificate found", path)
-	}
-	return pool, n, nil
 }
 
 // LoadKeyPair reads a PEM certificate (chain) and its private key.

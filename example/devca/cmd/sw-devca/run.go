@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/socket-warp/socket-warp/example/devca"
+	"github.com/socket-warp/socket-warp/shared/logging"
 )
 
 // Environment variables read by the command.
@@ -176,25 +177,7 @@ func newLogger(env *cliEnv, level, format string) (*zap.Logger, error) {
 	if env.logger != nil {
 		return env.logger, nil
 	}
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	encCfg.EncodeDuration = zapcore.StringDurationEncoder
-	var enc zapcore.Encoder
-	switch format {
-	case "console":
-		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	case "json":
-		enc = zapcore.NewJSONEncoder(encCfg)
-	default:
-		return nil, fmt.Errorf("--log-format %q: want console or json", format)
-	}
-	out := zapcore.Lock(zapcore.AddSync(env.stderr))
-	return zap.New(zapcore.NewCore(enc, out, lvl), zap.ErrorOutput(out)), nil
+	return logging.NewTo(env.stderr, level, format)
 }
 
 // ---- init ----

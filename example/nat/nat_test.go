@@ -1,0 +1,334 @@
+package nat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/socket-warp/socket-warp/shared/pki"
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+var (
+	binDir  string
+	skipWhy string
+)
+
+func TestMain(m *testing.M) {
+	if skipWhy = namespacesWork(); skipWhy != "" {
+		fmt.Fprintf(os.Stderr, "nat: fault tests skipped: %s\n", skipWhy)
+	} else {
+		dir, err := os.MkdirTemp("", "sw-nat-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector", "example/cmd/sw-echo"} {
+			cmd := exec.Command("go", "build", "-o", dir, "github.com/socket-warp/socket-warp/"+pkg)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
+				os.Exit(1)
+			}
+		}
+		binDir = dir
+		defer os.RemoveAll(dir)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+// proc is a daemon running inside a namespace, its stderr collected.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+func startIn(t *testing.T, ns, name string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, filepath.Join(binDir, name)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("%s in %s:\n%s", name, ns, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *proc) logged(s string) bool { return strings.Contains(p.output(), s) }
+
+// stop ends the process gracefully, or kills it if it does not go.
+func (p *proc) stop() {
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// kill9 ends the process without a word, like a power cut.
+func (p *proc) kill9() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// site is one test's world: topology, certificates, daemons, target.
+type site struct {
+	t         *testing.T
+	tp        *topology
+	dir       string
+	pkiCA     *testutil.PKI
+	api       *http.Client
+	apiURL    string
+	quicPort  int
+	lenv      []string
+	cenv      []string
+	listener  *proc
+	connector *proc
+}
+
+const uid = "swc-nat"
+
+func newSite(t *testing.T) *site {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	s := &site{t: t, tp: newTopology(t), dir: t.TempDir(), pkiCA: testutil.NewPKI(t), quicPort: 11443}
+	serverCert, serverKey := s.pkiCA.Issue(t, "server", pki.LeafOptions{CommonName: "listener.test", Usage: pki.Server,
+		DNSNames: []string{"listener.test"}, IPs: []net.IP{net.ParseIP(listenerIP)}})
+	clientCert, clientKey := s.pkiCA.ClientCert(t, uid)
+	s.lenv = []string{
+		"SWL_CERT_PATH=" + serverCert, "SWL_KEY_PATH=" + serverKey, "SWL_CA_PATH=" + s.pkiCA.CAPath,
+		fmt.Sprintf("SWL_PORT=%d", s.quicPort), "APIS_PORT=8080", "SWL_LOG_LEVEL=debug",
+		"SWL_STATE_PATH=" + filepath.Join(s.dir, "state.db"),
+	}
+	s.cenv = []string{
+		"SWC_SETTINGS=", "SWC_CLIENT_CERT_PATH=" + clientCert, "SWC_CLIENT_KEY_PATH=" + clientKey,
+		"SWC_CA_CERT_PATH=" + s.pkiCA.CAPath, "SWC_SERVER_NAME=listener.test", "SWC_SERVER_ADDRESS=" + listenerIP,
+		fmt.Sprintf("SWC_SERVICE_PORT=%d", s.quicPort), "SWC_LOG_LEVEL=debug",
+		// Recovery after a NAT forgets its mapping waits for the
+		// connector's next packet: its keep-alive bounds it.
+		"SWC_KEEPALIVE=2s", "SWC_RETRY_MIN=200ms", "SWC_RETRY_MAX=2s",
+	}
+	s.api = &http.Client{Transport: &http.Transport{DialContext: dialer(s.tp.pub)}, Timeout: 10 * time.Second}
+	s.apiURL = "http://127.0.0.1:8080"
+	return s
+}
+
+func (s *site) startListener(extra ...string) {
+	s.listener = startIn(s.t, s.tp.pub, "sw-listener", append(append([]string{}, s.lenv...), extra...))
+	testutil.Eventually(s.t, "listener API up", func() bool {
+		resp, err := s.api.Get(s.apiURL + "/list")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+}
+
+func (s *site) startConnector(extra ...string) {
+	s.connector = startIn(s.t, s.tp.site, "sw-connector", append(append([]string{}, s.cenv...), extra...))
+}
+
+// startTarget runs the echo service in the site, on the site's loopback:
+// reachable from the connector only.
+func (s *site) startTarget() string {
+	startIn(s.t, s.tp.site, "sw-echo", nil, "-listen", "127.0.0.1:7000")
+	return "127.0.0.1:7000"
+}
+
+// open opens port 9000 through the connector to 127.0.0.1:7000 in the site,
+// retrying while the connector is not bound yet.
+func (s *site) open() int {
+	body := fmt.Sprintf(`{"uid":%q,"port":9000,"connect_address":"127.0.0.1","connect_port":7000}`, uid)
+	testutil.Eventually(s.t, "port opened", func() bool {
+		resp, err := s.api.Post(s.apiURL+"/open", "application/json", strings.NewReader(body))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return 9000
+}
+
+// transfer sends n random bytes through the tunnel and checks the echo.
+func (s *site) transfer(port, n int) error { return s.transferWithin(port, n, 60*time.Second) }
+
+// transferWithin is transfer with a safety bound for slow, lossy paths.
+func (s *site) transferWithin(port, n int, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	c, err := dialer(s.tp.pub)(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(limit))
+	payload := testutil.RandomBytes(s.t, n)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(c)
+	if werr := <-errc; werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(payload) {
+		return fmt.Errorf("%d bytes sent, %d came back with a different checksum", n, len(got))
+	}
+	return nil
+}
+
+// recovers waits until a fresh tunnelled transfer works and returns how
+// long that took; the figure is for the report, the assertion is that it
+// recovers at all.
+func (s *site) recovers(what string, since time.Time) time.Duration {
+	s.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := s.transferCtx(ctx, 1<<10)
+		cancel()
+		if err == nil {
+			d := time.Since(since)
+			s.t.Logf("%s: tunnelled connections work again after %s", what, d.Round(10*time.Millisecond))
+			return d
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: no recovery: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *site) transferCtx(ctx context.Context, n int) error {
+	done := make(chan error, 1)
+	go func() { done <- s.transfer(9000, n) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		go func() { <-done }()
+		return ctx.Err()
+	}
+}
+
+// up brings listener, connector and target up with port 9000 open.
+func (s *site) up() {
+	s.startTarget()
+	s.startListener()
+	s.startConnector()
+	s.open()
+}
+
+func TestTransferThroughNAT(t *testing.T) {
+	s := newSite(t)
+	s.up()
+	if err := s.transfer(9000, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	// The listener saw the connector from the router's address: a real NAT.
+	if !s.listener.logged("remote\": \"" + routerOut + ":") {
+		t.Fatalf("listener did not see the connector behind the NAT (%s)", routerOut)
+	}
+	// Nothing in pub can reach the site directly.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if c, err := dialer(s.tp.pub)(ctx, "tcp", connectIP+":7000"); err == nil {
+		c.Close()
+		t.Fatal("the site is reachable from pub: the test network is not closed")
+	}
+}
+
+func TestNATFlushRecovers(t *testing.T) {
+	s := newSite(t)
+	s.up()
+	if err := s.transfer(9000, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	flushed := time.Now()
+	s.tp.flushNAT(t)
+	s.recovers("NAT state flushed", flushed)
+}
+
+func TestLossAndDelay(t *testing.T) {
+	s := newSite(t)
+	// 3 % of forwarded packets dropped each way by the router. tc netem
+	// is not in this kernel; the delay comes from a 40 ms delay line the
+	// connector's traffic crosses in pub (see delayProxy).
+	s.tp.nft(t, "add", "rule", "ip", "fault", "faults", "numgen", "random", "mod", "100", "<", "3", "drop")
+	s.startTarget()
+	s.startListener()
+	proxyPort := s.delayProxy(40 * time.Millisecond)
+	s.startConnector(fmt.Sprintf("SWC_SERVICE_PORT=%d", proxyPort))
+	s.open()
+	start := time.Now()
+	// About 100 KB/s is what any loss-based congestion control gets from
+	// 3 % loss at 80 ms RTT: the bound is generous, not a target.
+	if err := s.transferWithin(9000, 16<<20, 8*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("16 MiB through 3 %% loss and 40 ms delay each way in %s", time.Since(start).Round(time.Second))
+}
+
+func TestLinkDown20s(t *testing.T) {
+	s := newSite(t)
+	s.up()
+	s.tp.linkDown(t, true)
+	time.Sleep(20 * time.Second) // the fault itself: a 20 s outage
+	s.tp.linkDown(t, false)
+	s.recovers("link back after 20 s down", time.Now())
+}

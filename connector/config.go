@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/socket-warp/socket-warp/connector/policy"
 )
 
 // Duration reads "20s"-style strings from settings.json and the environment.
@@ -46,6 +48,63 @@ func (d *Duration) Decode(s string) error {
 	return nil
 }
 
+// AllowList is the target policy setting (allow, SWC_ALLOW): unset, or the
+// comma-separated entries of a policy.Policy. In settings.json it is either
+// that string or an array of strings, one entry each.
+type AllowList struct {
+	Set   bool   // false: every target is allowed
+	Value string // comma-separated entries; "none" refuses every target
+}
+
+var allowType = reflect.TypeFor[AllowList]()
+
+// UnmarshalJSON accepts "a:1,b:2", ["a:1", "b:2"] or null (unset).
+func (a *AllowList) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = AllowList{Set: true, Value: s}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return &json.UnmarshalTypeError{Value: string(b), Type: allowType}
+	}
+	for i, e := range list {
+		// Entries are numbered as in the array; a comma would shift them.
+		if strings.Contains(e, ",") {
+			return fmt.Errorf(`key "allow": element %d %q holds a comma: give one target per array element`, i+1, e)
+		}
+	}
+	*a = AllowList{Set: true, Value: strings.Join(list, ",")}
+	return nil
+}
+
+// MarshalJSON writes the list as a string, or null when unset.
+func (a AllowList) MarshalJSON() ([]byte, error) {
+	if !a.Set {
+		return []byte("null"), nil
+	}
+	return json.Marshal(a.Value)
+}
+
+// Decode implements envconfig.Decoder. A variable set to the empty string
+// counts as set, so that Validate refuses it.
+func (a *AllowList) Decode(s string) error {
+	*a = AllowList{Set: true, Value: s}
+	return nil
+}
+
+// Policy parses the list; nil, nil when it is not set.
+func (a AllowList) Policy() (*policy.Policy, error) {
+	if !a.Set {
+		return nil, nil
+	}
+	return policy.Parse(a.Value)
+}
+
 // Config is sw-connector's configuration: settings.json (the original keys)
 // with every key overridable by an SWC_ environment variable.
 type Config struct {
@@ -64,6 +123,12 @@ type Config struct {
 	HeaderTimeout Duration `json:"header_timeout" envconfig:"SWC_HEADER_TIMEOUT"`
 	RetryMin      Duration `json:"retry_min" envconfig:"SWC_RETRY_MIN"`
 	RetryMax      Duration `json:"retry_max" envconfig:"SWC_RETRY_MAX"`
+	// DrainTimeout is how long shutdown lets tunnels finish; 0 ends them
+	// at once.
+	DrainTimeout Duration `json:"drain_timeout" envconfig:"SWC_DRAIN_TIMEOUT"`
+
+	// Allow is the target policy (package policy); unset allows every target.
+	Allow AllowList `json:"allow" envconfig:"SWC_ALLOW"`
 
 	// SCEP: with a UID and a one-time secret the connector enrolls itself
 	// when it has no certificate yet; with a renewal secret it renews its
@@ -89,6 +154,7 @@ func Defaults() Config {
 		HeaderTimeout: Duration(10 * time.Second),
 		RetryMin:      Duration(time.Second),
 		RetryMax:      Duration(30 * time.Second),
+		DrainTimeout:  Duration(10 * time.Second),
 		RenewAt:       2.0 / 3,
 		LogLevel:      "info",
 		LogFormat:     "console",
@@ -143,8 +209,11 @@ func describeJSONError(data []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		want := typ.Type.String()
-		if typ.Type == durationType {
+		switch typ.Type {
+		case durationType:
 			want = `duration string such as "20s"`
+		case allowType:
+			want = `string such as "10.0.0.0/24:22,db.internal:5432" or an array of such targets`
 		}
 		return fmt.Errorf("key %q must be a %s, not %s", typ.Field, want, typ.Value)
 	}
@@ -201,6 +270,22 @@ func (c Config) Validate() error {
 	}
 	if c.RenewAt <= 0 || c.RenewAt >= 1 {
 		add("renew_at (SWC_RENEW_AT) %g must be a fraction of the certificate's lifetime between 0 and 1", c.RenewAt)
+	}
+	if c.DrainTimeout < 0 {
+		add("drain_timeout (SWC_DRAIN_TIMEOUT) must not be negative")
+	}
+	if _, err := c.Allow.Policy(); err != nil {
+		var entries interface{ Unwrap() []error }
+		switch {
+		case errors.Is(err, policy.ErrEmpty):
+			add(`allow (SWC_ALLOW) is set but empty: list the allowed targets, write "none" to refuse every target, or unset it to allow every target`)
+		case errors.As(err, &entries):
+			for _, e := range entries.Unwrap() {
+				add("allow (SWC_ALLOW) %v", e)
+			}
+		default:
+			add("allow (SWC_ALLOW) %v", err)
+		}
 	}
 	if c.RetryMin > c.RetryMax {
 		add("retry_min %s is larger than retry_max %s", time.Duration(c.RetryMin), time.Duration(c.RetryMax))

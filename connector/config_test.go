@@ -44,7 +44,8 @@ const settingsJSON = `{
 	"server_name": "listener.example",
 	"service_port": 12443,
 	"keep_alive": "15s",
-	"idle_timeout": "45s"
+	"idle_timeout": "45s",
+	"drain_timeout": "5s"
 }`
 
 func TestLoadConfigFileThenEnv(t *testing.T) {
@@ -53,6 +54,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	t.Setenv("SWC_SERVER_NAME", "other.example")
 	t.Setenv("SWC_IDLE_TIMEOUT", "90s")
 	t.Setenv("SWC_RETRY_MAX", "1m")
+	t.Setenv("SWC_DRAIN_TIMEOUT", "0s")
 
 	c, err := LoadConfig()
 	if err != nil {
@@ -65,6 +67,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	want.KeepAlive = Duration(15 * time.Second)
 	want.IdleTimeout = Duration(90 * time.Second)
 	want.RetryMax = Duration(time.Minute)
+	want.DrainTimeout = 0 // set, not defaulted: tunnels are cut at once
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
 	}
@@ -108,6 +111,7 @@ func TestLoadConfigEnvOnlyWithoutDefaultFile(t *testing.T) {
 	if d.ServicePort != 11443 || d.KeepAlive != Duration(20*time.Second) || d.IdleTimeout != Duration(60*time.Second) ||
 		d.DialTimeout != Duration(10*time.Second) || d.HeaderTimeout != Duration(10*time.Second) ||
 		d.RetryMin != Duration(time.Second) || d.RetryMax != Duration(30*time.Second) ||
+		d.DrainTimeout != Duration(10*time.Second) ||
 		d.LogLevel != "info" || d.LogFormat != "console" {
 		t.Fatalf("Defaults() = %+v", d)
 	}
@@ -160,7 +164,7 @@ func TestLoadConfigValidates(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Config{ServicePort: 70000, KeepAlive: Duration(time.Minute), IdleTimeout: Duration(time.Minute),
-		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second)}
+		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second), DrainTimeout: -1}
 	testutil.WantErr(t, c.Validate(),
 		"client_cert_path (SWC_CLIENT_CERT_PATH) is not set",
 		"client_key_path (SWC_CLIENT_KEY_PATH) is not set",
@@ -172,6 +176,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"keep_alive 1m0s must be shorter than idle_timeout 1m0s",
 		"retry_min 1m0s is larger than retry_max 1s",
 		"renew_at (SWC_RENEW_AT) 0 must be a fraction",
+		"drain_timeout (SWC_DRAIN_TIMEOUT) must not be negative",
 	)
 	c = Defaults()
 	c.ClientCertPath, c.ClientKeyPath, c.CACertPath, c.ServerName = "a", "b", "c", "d"
@@ -223,5 +228,106 @@ func TestNewNamesBrokenFiles(t *testing.T) {
 	cfg.ClientCertPath, cfg.ClientKeyPath, cfg.CACertPath = cert, key, p.CAPath
 	if _, err := New(cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "server_name") {
 		t.Fatalf("New with an invalid config: %v, want the validation error", err)
+	}
+}
+
+// settingsWithAllow is a valid settings file with an "allow" key, or none.
+func settingsWithAllow(allow string) string {
+	if allow == "" {
+		return settingsJSON
+	}
+	return strings.TrimSuffix(settingsJSON, "\n}") + ",\n\t\"allow\": " + allow + "\n}"
+}
+
+func TestLoadConfigAllow(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        *string
+		want       AllowList
+		policy     string
+	}{
+		{"unset", "", nil, AllowList{}, ""},
+		{"null", `null`, nil, AllowList{}, ""},
+		{"string", `"10.0.0.0/24:22, db.internal:5432"`, nil,
+			AllowList{Set: true, Value: "10.0.0.0/24:22, db.internal:5432"}, "10.0.0.0/24:22,db.internal:5432"},
+		{"array", `["10.0.0.0/24:22", "[2001:db8::/64]:443", "127.0.0.1:8000-8100"]`, nil,
+			AllowList{Set: true, Value: "10.0.0.0/24:22,[2001:db8::/64]:443,127.0.0.1:8000-8100"},
+			"10.0.0.0/24:22,[2001:db8::/64]:443,127.0.0.1:8000-8100"},
+		{"none", `"none"`, nil, AllowList{Set: true, Value: "none"}, "none"},
+		{"environment wins", `["db.internal:5432"]`, ptr("*.corp.internal:443"),
+			AllowList{Set: true, Value: "*.corp.internal:443"}, "*.corp.internal:443"},
+		{"environment only", "", ptr("none"), AllowList{Set: true, Value: "none"}, "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("SWC_SETTINGS", writeSettings(t, t.TempDir(), settingsWithAllow(tc.file)))
+			if tc.env != nil {
+				t.Setenv("SWC_ALLOW", *tc.env)
+			}
+			c, err := LoadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Allow != tc.want {
+				t.Fatalf("Allow = %+v, want %+v", c.Allow, tc.want)
+			}
+			p, err := c.Allow.Policy()
+			if err != nil || (p == nil) != (tc.policy == "") || p != nil && p.String() != tc.policy {
+				t.Fatalf("Policy() = %v, %v; want %q", p, err, tc.policy)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func TestLoadConfigAllowErrors(t *testing.T) {
+	const empty = `allow (SWC_ALLOW) is set but empty: list the allowed targets, write "none" to refuse every target, or unset it to allow every target`
+	for _, tc := range []struct {
+		name, file string
+		env        *string
+		want       []string
+	}{
+		{"empty environment variable", "", ptr(""), []string{empty}},
+		{"blank environment variable", "", ptr("  "), []string{empty}},
+		{"empty string", `""`, nil, []string{empty}},
+		{"empty array", `[]`, nil, []string{empty}},
+		{"a number", `22`, nil, []string{`key "allow" must be a string such as "10.0.0.0/24:22,db.internal:5432" or an array of such targets, not 22`}},
+		{"an array of numbers", `[22]`, nil, []string{`key "allow" must be a string`}},
+		{"comma in an array element", `["a:1", "b:2,c:3"]`, nil, []string{`key "allow": element 2 "b:2,c:3" holds a comma`}},
+		{"malformed entries, every one by position", `["db.internal:5432", "db.internal:99999", "x", "10.0.0.1/24:22"]`, nil, []string{
+			`allow (SWC_ALLOW) entry 2 "db.internal:99999": port 99999 is outside 1-65535`,
+			`allow (SWC_ALLOW) entry 3 "x": missing ":port"`,
+			`allow (SWC_ALLOW) entry 4 "10.0.0.1/24:22": 10.0.0.1/24 has host bits set`,
+		}},
+		{"malformed environment variable", "", ptr("10.0.0.0/24:22,db.internal:99999"), []string{
+			`allow (SWC_ALLOW) entry 2 "db.internal:99999": port 99999 is outside 1-65535`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			path := writeSettings(t, t.TempDir(), settingsWithAllow(tc.file))
+			t.Setenv("SWC_SETTINGS", path)
+			if tc.env != nil {
+				t.Setenv("SWC_ALLOW", *tc.env)
+			}
+			_, err := LoadConfig()
+			testutil.WantErr(t, err, tc.want...)
+		})
+	}
+}
+
+func TestValidateReportsEveryAllowEntry(t *testing.T) {
+	c := Defaults()
+	c.ClientCertPath, c.ClientKeyPath, c.CACertPath, c.ServerName = "a", "b", "c", "d"
+	c.Allow = AllowList{Set: true, Value: "db.internal:0,10.0.0.0/24:22,,2001:db8::1:443"}
+	err := c.Validate()
+	testutil.WantErr(t, err,
+		`allow (SWC_ALLOW) entry 1 "db.internal:0": port 0 is outside 1-65535`,
+		`allow (SWC_ALLOW) entry 3 "": empty entry`,
+		`allow (SWC_ALLOW) entry 4 "2001:db8::1:443": an IPv6 address goes in brackets`,
+	)
+	if strings.Contains(err.Error(), "entry 2") {
+		t.Errorf("%v names the valid entry 2", err)
 	}
 }

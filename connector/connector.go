@@ -21,6 +21,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/connector/backoff"
 	"github.com/socket-warp/socket-warp/connector/enroll"
+	"github.com/socket-warp/socket-warp/connector/policy"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
@@ -39,6 +40,8 @@ type Connector struct {
 	certs    atomic.Pointer[tlsutil.Reloader] // nil until enrolled
 	quicConf *quic.Config
 	addr     string
+	allow    *policy.Policy  // nil: every target is allowed
+	resolver policy.Resolver // looks target names up when allow is set
 }
 
 // New loads the certificates; a missing or broken file stops the daemon here,
@@ -80,6 +83,15 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 		MaxIncomingUniStreams: -1,
 	}
 	c.addr = net.JoinHostPort(host, strconv.Itoa(cfg.ServicePort))
+	if c.allow, err = cfg.Allow.Policy(); err != nil {
+		return nil, err // Validate has reported it already
+	}
+	c.resolver = net.DefaultResolver
+	if c.allow == nil {
+		log.Warn("SWC_ALLOW is not set: any target the listener names can be dialled")
+	} else {
+		log.Info("target policy", zap.Stringer("allow", c.allow))
+	}
 	return c, nil
 }
 
@@ -198,27 +210,127 @@ func (c *Connector) Run(ctx context.Context) error {
 }
 
 // serve accepts the listener's streams until the connection ends, and
-// returns why it ended. It returns only after every stream handler has.
+// returns why it ended. When ctx ends first it drains: new streams are
+// refused with "going away", the tunnels that run get SWC_DRAIN_TIMEOUT to
+// finish, then the connection is closed with "going away". It returns only
+// after every stream handler has.
 func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
 	c.log.Info("connected", zap.String("server", c.addr), logging.Remote(conn.RemoteAddr().String()))
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		st, err := conn.AcceptStream(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				// Close before Run closes the transport, which would drop
-				// the connection without a CONNECTION_CLOSE and leave the
-				// listener holding the UID until its idle timeout.
-				_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+	var (
+		wg       sync.WaitGroup     // every stream handler
+		tunnels  = newTunnelCount() // the handlers a drain waits for
+		draining atomic.Bool
+	)
+	// The accept loop is serve's: it ends with the connection, and serve
+	// waits for it before it waits for the handlers it started.
+	accepted := make(chan error, 1)
+	go func() {
+		for {
+			st, err := conn.AcceptStream(context.Background())
+			if err != nil {
+				accepted <- err
+				return
 			}
-			if cause := context.Cause(conn.Context()); cause != nil {
-				return cause
+			if draining.Load() {
+				wg.Go(func() { c.refuseDraining(st) })
+				continue
 			}
-			return err
+			tunnels.start()
+			wg.Go(func() {
+				defer tunnels.end()
+				c.handleStream(conn.Context(), st)
+			})
 		}
-		wg.Go(func() { c.handleStream(conn.Context(), st) })
+	}()
+	var err error
+	select {
+	case err = <-accepted:
+	case <-ctx.Done():
+		draining.Store(true)
+		if c.drain(tunnels) {
+			linger(conn)
+		}
+		// Close before Run closes the transport, which would drop the
+		// connection without a CONNECTION_CLOSE and leave the listener
+		// holding the UID until its idle timeout.
+		_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+		err = <-accepted
 	}
+	wg.Wait()
+	if cause := context.Cause(conn.Context()); cause != nil {
+		return cause
+	}
+	return err
+}
+
+// drain waits until the running tunnels end or SWC_DRAIN_TIMEOUT passes,
+// and reports whether they all ended.
+func (c *Connector) drain(tunnels *tunnelCount) bool {
+	timeout := time.Duration(c.cfg.DrainTimeout)
+	c.log.Info("draining", zap.Int64("tunnels", tunnels.n.Load()), zap.Duration("timeout", timeout))
+	if tunnels.wait(timeout) {
+		c.log.Info("drained")
+		return true
+	}
+	c.log.Warn("drain timeout, closing tunnels", zap.Int64("tunnels", tunnels.n.Load()))
+	return false
+}
+
+// linger keeps a drained connection open a moment before it is closed.
+// quic-go drops what it has not sent when a connection closes, and the last
+// bytes and FIN of a tunnel that just ended may still be queued; QUIC tells
+// nobody when the peer has them. About two probe timeouts let them go out
+// and, if lost, go out again. (sw-listener does the same: see its linger.)
+func linger(conn *quic.Conn) {
+	st := conn.ConnectionStats()
+	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond) + 25*time.Millisecond // max_ack_delay
+	t := time.NewTimer(min(max(2*pto, 50*time.Millisecond), time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-conn.Context().Done():
+	}
+}
+
+// refuseDraining answers a stream opened during the drain without reading
+// its header: a probe learns that this connector is going away (so a new
+// one of its UID may take its place), a client is reset by the listener,
+// which then opens no more streams to this connection.
+func (c *Connector) refuseDraining(st *quic.Stream) {
+	c.refuse(st, wire.VerdictGoingAway, "connector shutting down")
+	c.log.Info("stream refused", logging.Stream(int64(st.StreamID())), logging.Reason("connector shutting down"))
+}
+
+// tunnelCount counts the stream handlers that run.
+type tunnelCount struct {
+	n       atomic.Int64
+	changed chan struct{} // one ping after any end, so wait re-checks n
+}
+
+func newTunnelCount() *tunnelCount { return &tunnelCount{changed: make(chan struct{}, 1)} }
+
+func (t *tunnelCount) start() { t.n.Add(1) }
+
+func (t *tunnelCount) end() {
+	t.n.Add(-1)
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+// wait reports whether the count reached zero within timeout.
+func (t *tunnelCount) wait(timeout time.Duration) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for t.n.Load() > 0 {
+		select {
+		case <-t.changed:
+		case <-timer.C:
+			return t.n.Load() == 0
+		}
+	}
+	return true
 }
 
 // handleStream reads the header, dials the target, sends the verdict, relays.
@@ -236,11 +348,28 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		log.Warn("stream refused", logging.Reason(err.Error()))
 		return
 	}
+	if hdr.Probe {
+		// The listener asks whether this connection is still alive
+		// (another connection with this UID arrived): yes, and nothing
+		// to dial. refuse answers and ends the stream the same way for
+		// any verdict.
+		c.refuse(st, wire.VerdictOK, "")
+		log.Debug("probe answered")
+		return
+	}
 	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))
 	log = log.With(logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
 
-	d := net.Dialer{Timeout: time.Duration(c.cfg.DialTimeout)}
-	tc, err := d.DialContext(ctx, "tcp", target)
+	tc, err := c.dial(ctx, hdr, target)
+	var refusal *policy.Refusal
+	if errors.As(err, &refusal) {
+		// The listener learns that much and no more: the detail may say
+		// what an internal name resolves to.
+		reason := fmt.Sprintf("target %s is not allowed by SWC_ALLOW", target)
+		c.refuse(st, wire.VerdictForbidden, reason)
+		log.Warn("stream refused", logging.Reason(reason+": "+refusal.Detail))
+		return
+	}
 	if err != nil {
 		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
 		c.refuse(st, wire.VerdictDialFailed, reason)
@@ -254,9 +383,51 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		return
 	}
 	log.Info("tunnel opened")
-	res := relay.Relay(ctx, relay.Stream(st), relay.TCP(tc.(*net.TCPConn)), relay.Counters{})
+	res := relay.Relay(ctx, relay.Stream(st), relay.TCP(tc), relay.Counters{})
 	log.Info("tunnel closed", logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
 		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))
+}
+
+// dial connects to the target. With a policy, the policy decides, before
+// anything is dialled, and the connector dials exactly the addresses it
+// checked: the target name is looked up once, here, and never again.
+func (c *Connector) dial(ctx context.Context, hdr wire.Header, target string) (*net.TCPConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.DialTimeout))
+	defer cancel()
+	var d net.Dialer
+	if c.allow == nil {
+		tc, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			return nil, err
+		}
+		return tc.(*net.TCPConn), nil
+	}
+	addrs, err := c.allow.Addrs(ctx, c.resolver, hdr.TargetHost, hdr.TargetPort)
+	if err != nil {
+		return nil, err
+	}
+	// One address after the other, each with its share of the time left,
+	// as net.Dialer does with the addresses of a name.
+	var first error
+	for i, a := range addrs {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if deadline, ok := ctx.Deadline(); ok && i < len(addrs)-1 {
+			share := time.Until(deadline) / time.Duration(len(addrs)-i)
+			actx, cancel = context.WithTimeout(ctx, max(share, min(2*time.Second, time.Until(deadline))))
+		}
+		tc, err := d.DialContext(actx, "tcp", a.String())
+		cancel()
+		if err == nil {
+			return tc.(*net.TCPConn), nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
 }
 
 // refuse sends a failure verdict and ends the stream. It drains, for a short
@@ -292,7 +463,10 @@ func isGoingAway(err error) bool {
 func isRefusal(err error) bool {
 	var app *quic.ApplicationError
 	if errors.As(err, &app) && app.Remote {
-		return app.ErrorCode == wire.CodeDuplicateUID || app.ErrorCode == wire.CodeUnauthorized
+		// Replaced: another connector with this UID answered while this
+		// one did not, and it will be refused as long as that one lives.
+		return app.ErrorCode == wire.CodeDuplicateUID || app.ErrorCode == wire.CodeUnauthorized ||
+			app.ErrorCode == wire.CodeReplaced
 	}
 	var te *quic.TransportError
 	return errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError()

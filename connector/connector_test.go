@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -388,5 +389,162 @@ func TestRetriesAfterDuplicateUIDRefusal(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), "duplicate uid") {
 		t.Errorf("refusal reason %v does not name the code", e.ContextMap()[logging.KeyReason])
+	}
+}
+
+// allow sets SWC_ALLOW.
+func allow(rules string) func(*Config) {
+	return func(c *Config) { c.Allow = AllowList{Set: true, Value: rules} }
+}
+
+// headerTo is a header naming host as the listener sends it: as text.
+func headerTo(t *testing.T, host string, port int) []byte {
+	t.Helper()
+	b, err := wire.Header{TargetHost: host, TargetPort: uint16(port), ClientAddr: "192.0.2.7:40000", OpenedPort: 10022}.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// relayVia is roundTrip to an echo server named host:port.
+func relayVia(t *testing.T, conn *quic.Conn, host string, port int, payload []byte) {
+	t.Helper()
+	st := openStream(t, conn)
+	write(t, st, append(headerTo(t, host, port), payload...))
+	if v, reason := verdict(t, st); v != wire.VerdictOK {
+		t.Fatalf("%s port %d: verdict %s (%s), want ok", host, port, v, reason)
+	}
+	st.Close()
+	got, err := io.ReadAll(st)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo via %s: %q, %v; want %q", host, got, err, payload)
+	}
+}
+
+// expectForbidden sends a header for host:port with client bytes behind it
+// and checks the connector refuses it by policy, names the target and no
+// more, and ends the stream cleanly.
+func expectForbidden(t *testing.T, conn *quic.Conn, host string, port int) {
+	t.Helper()
+	st := openStream(t, conn)
+	write(t, st, append(headerTo(t, host, port), "pipelined"...))
+	v, reason := verdict(t, st)
+	want := fmt.Sprintf("target %s is not allowed by SWC_ALLOW", net.JoinHostPort(host, fmt.Sprint(port)))
+	if v != wire.VerdictForbidden || reason != want {
+		t.Fatalf("%s port %d: verdict %s %q, want %s %q", host, port, v, reason, wire.VerdictForbidden, want)
+	}
+	expectEnd(t, st)
+	abort(st)
+	expectAlive(t, conn)
+}
+
+// expectRefusalLogged waits for the warning about target with reason detail.
+func (r *running) expectRefusalLogged(t *testing.T, target, detail string) {
+	t.Helper()
+	testutil.Eventually(t, fmt.Sprintf("refusal of %s logged with %q", target, detail), func() bool {
+		for _, e := range r.logs.FilterMessage("stream refused").FilterField(logging.Target(target)).All() {
+			if e.Level == zapcore.WarnLevel && strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), detail) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestPolicyRefusesTargetConnectionStays: the echo server listens on
+// 127.0.0.1, so every refused target but the closed port would have been
+// reachable: "forbidden" shows the connector did not dial.
+func TestPolicyRefusesTargetConnectionStays(t *testing.T) {
+	echo := testutil.EchoServer(t)
+	ln := testutil.Listen(t)
+	closed := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	conn, r := connected(t, allow(fmt.Sprintf("127.0.0.1:%d", echo.Port)))
+
+	for _, tc := range []struct {
+		name string
+		host string
+		port int
+	}{
+		{"port outside the rules", "127.0.0.1", closed},
+		{"another loopback address", "127.0.0.2", echo.Port},
+		{"IPv4-mapped form of another address", "::ffff:127.0.0.2", echo.Port},
+		{"unspecified address, which reaches the local host", "0.0.0.0", echo.Port},
+		{"IPv6 unspecified address", "::", echo.Port},
+		{"short IPv4 form", "127.1", echo.Port},
+		{"hex IPv4 form", "0x7f.0.0.1", echo.Port},
+		{"name on a port no rule covers", "localhost", closed},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expectForbidden(t, conn, tc.host, tc.port) })
+	}
+	r.expectRefusalLogged(t, fmt.Sprintf("127.0.0.1:%d", closed), fmt.Sprintf("no rule covers 127.0.0.1 port %d", closed))
+
+	// The connection still carries what the policy allows: the address, its
+	// IPv4-mapped form, and a name resolving to it.
+	roundTrip(t, conn, echo, []byte("allowed"))
+	relayVia(t, conn, "::ffff:127.0.0.1", echo.Port, []byte("mapped"))
+	relayVia(t, conn, "localhost", echo.Port, []byte("resolved, then checked"))
+}
+
+func TestPolicyHostnameRule(t *testing.T) {
+	echo := testutil.EchoServer(t)
+	ln := testutil.Listen(t)
+	closed := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	conn, r := connected(t, allow(fmt.Sprintf("localhost:%d", echo.Port)))
+
+	relayVia(t, conn, "localhost", echo.Port, []byte("by name"))
+	relayVia(t, conn, "LocalHost", echo.Port, []byte("any case"))
+	// A hostname rule allows the name, not the addresses it resolves to.
+	expectForbidden(t, conn, "127.0.0.1", echo.Port)
+	expectForbidden(t, conn, "localhost", closed)
+	expectForbidden(t, conn, "localhost.", echo.Port)
+	expectForbidden(t, conn, "xlocalhost", echo.Port)
+	r.expectRefusalLogged(t, fmt.Sprintf("127.0.0.1:%d", echo.Port), "no rule covers 127.0.0.1")
+}
+
+// TestPolicyNameResolvingToDisallowedAddress: with address rules only, a
+// name is looked up, and refused when what it resolves to is not allowed.
+// The listener is not told what it resolved to; the connector's log is.
+func TestPolicyNameResolvingToDisallowedAddress(t *testing.T) {
+	echo := testutil.EchoServer(t)
+	conn, r := connected(t, allow(fmt.Sprintf("192.0.2.0/24:%d,[2001:db8::/32]:%d", echo.Port, echo.Port)))
+	expectForbidden(t, conn, "localhost", echo.Port)
+	r.expectRefusalLogged(t, fmt.Sprintf("localhost:%d", echo.Port), "localhost resolves to 127.0.0.1")
+}
+
+func TestPolicyNoneRefusesEverything(t *testing.T) {
+	echo := testutil.EchoServer(t)
+	conn, _ := connected(t, allow("none"))
+	expectForbidden(t, conn, "127.0.0.1", echo.Port)
+	expectForbidden(t, conn, "localhost", echo.Port)
+}
+
+func TestPolicyLoggedOnceAtStart(t *testing.T) {
+	p := testutil.NewPKI(t)
+	const unset = "SWC_ALLOW is not set: any target the listener names can be dialled"
+
+	log, logs := testutil.Logger(t, "connector")
+	if _, err := New(testConfig(t, p, 1), log); err != nil {
+		t.Fatal(err)
+	}
+	if w := logs.FilterLevelExact(zapcore.WarnLevel); w.Len() != 1 || w.FilterMessage(unset).Len() != 1 {
+		t.Fatalf("unset SWC_ALLOW: logged %v, want exactly the one warning", logs.All())
+	}
+
+	log, logs = testutil.Logger(t, "connector")
+	cfg := testConfig(t, p, 1)
+	allow(" 10.0.0.0/24:22, DB.internal:5432")(&cfg)
+	if _, err := New(cfg, log); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessage(unset).Len() != 0 || !testutil.Logged(logs, "target policy", "allow", "10.0.0.0/24:22,db.internal:5432") {
+		t.Fatalf("SWC_ALLOW set: logged %v, want the policy and no warning", logs.All())
+	}
+
+	cfg.Allow.Value = "db.internal:99999"
+	if _, err := New(cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), `allow (SWC_ALLOW) entry 1 "db.internal:99999": port 99999 is outside 1-65535`) {
+		t.Fatalf("New with a malformed SWC_ALLOW: %v", err)
 	}
 }

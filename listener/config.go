@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,12 @@ type Config struct {
 	// StreamOpenTimeout bounds the wait for stream credit from a connector
 	// that has too many tunnelled connections open.
 	StreamOpenTimeout time.Duration `envconfig:"SWL_STREAM_OPEN_TIMEOUT" default:"5s" desc:"wait for a QUIC stream to a connector"`
+	// ProbeTimeout bounds the liveness probe of a bound connection when a
+	// second one arrives for its UID; 0 means the default, 3s.
+	ProbeTimeout time.Duration `envconfig:"SWL_PROBE_TIMEOUT" default:"3s" desc:"a bound connector that does not answer a probe this fast is replaced by a newcomer with its UID"`
+	// DrainTimeout is how long shutdown lets tunnelled connections finish;
+	// 0 ends them at once.
+	DrainTimeout time.Duration `envconfig:"SWL_DRAIN_TIMEOUT" default:"10s" desc:"on shutdown, how long tunnelled connections may finish before they are cut"`
 
 	// SCEPURL, when set, makes the SCEP server's verify endpoint the judge
 	// of every connector (UID, revocation); empty means CA check, UID = CN.
@@ -40,8 +47,21 @@ type Config struct {
 
 	OpenAddrs string `envconfig:"SWL_OPEN_ADDRS" default:"0.0.0.0" desc:"bind addresses of opened ports, comma separated"`
 
+	// Limits; 0 means unlimited. A client beyond a connection limit is
+	// reset at once, never queued.
+	MaxConnsPerPort int `envconfig:"SWL_MAX_CONNS_PER_PORT" default:"0" desc:"concurrent tunnelled connections per opened port (0: unlimited)"`
+	MaxConnsPerUID  int `envconfig:"SWL_MAX_CONNS_PER_UID" default:"10000" desc:"concurrent tunnelled connections per connector, all its ports together (0: unlimited)"`
+	MaxPorts        int `envconfig:"SWL_MAX_PORTS" default:"1000" desc:"opened ports (0: unlimited)"`
+
 	APIAddrs string `envconfig:"APIS_ADDRS" default:"127.0.0.1" desc:"HTTP API bind addresses, comma separated"`
 	APIPort  int    `envconfig:"APIS_PORT" default:"8080" desc:"HTTP API port"`
+	// An API bound to a non-loopback address needs a token, or
+	// APIInsecure set explicitly.
+	APIToken     Secret `envconfig:"SWL_API_TOKEN" desc:"bearer token every API request must send"`
+	APITokenFile string `envconfig:"SWL_API_TOKEN_FILE" desc:"file holding the API token, read at start"`
+	APIInsecure  bool   `envconfig:"SWL_API_INSECURE" desc:"serve the API on a non-loopback address without a token"`
+
+	StatePath string `envconfig:"SWL_STATE_PATH" default:"./data/state.db" desc:"bbolt file keeping the opened ports across restarts"`
 
 	LogLevel  string `envconfig:"SWL_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"SWL_LOG_FORMAT" default:"console" desc:"console or json"`
@@ -115,7 +135,97 @@ func (c Config) Validate() error {
 	if c.StreamOpenTimeout <= 0 {
 		add("SWL_STREAM_OPEN_TIMEOUT=%s must be positive", c.StreamOpenTimeout)
 	}
+	if c.ProbeTimeout < 0 {
+		add("SWL_PROBE_TIMEOUT=%s must not be negative", c.ProbeTimeout)
+	}
+	if c.DrainTimeout < 0 {
+		add("SWL_DRAIN_TIMEOUT=%s must not be negative", c.DrainTimeout)
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"SWL_MAX_CONNS_PER_PORT", c.MaxConnsPerPort}, {"SWL_MAX_CONNS_PER_UID", c.MaxConnsPerUID}, {"SWL_MAX_PORTS", c.MaxPorts}} {
+		if f.n < 0 {
+			add("%s=%d must not be negative (0 means unlimited)", f.name, f.n)
+		}
+	}
+	if c.StatePath == "" {
+		add("SWL_STATE_PATH is not set")
+	}
+	if c.APIToken != "" && c.APITokenFile != "" {
+		add("SWL_API_TOKEN and SWL_API_TOKEN_FILE are both set: choose one")
+	}
+	if err := checkToken(string(c.APIToken)); err != nil {
+		add("SWL_API_TOKEN %v", err)
+	}
+	if c.APIToken == "" && c.APITokenFile == "" && !c.APIInsecure {
+		if open := nonLoopback(c.APIAddrs); len(open) > 0 {
+			add("APIS_ADDRS=%s is not loopback-only and the API has no token: set SWL_API_TOKEN (or SWL_API_TOKEN_FILE), "+
+				"or SWL_API_INSECURE=true to let anyone who reaches it open ports", strings.Join(open, ","))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Secret is a configuration value that never shows when printed.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString keeps %#v from printing it too.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// checkToken refuses what no Authorization header can carry intact. The
+// error never repeats the token.
+func checkToken(token string) error {
+	for _, r := range token {
+		if r <= ' ' || r == 0x7f {
+			return errors.New("contains whitespace or control characters")
+		}
+	}
+	return nil
+}
+
+// nonLoopback lists the addresses of list that are not loopback; 0.0.0.0
+// and :: (every address) are not. Unparsable lists are SplitAddrs' to report.
+func nonLoopback(list string) []string {
+	addrs, err := SplitAddrs(list)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if !net.ParseIP(a).IsLoopback() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// apiToken is the API's bearer token: SWL_API_TOKEN, or the content of
+// SWL_API_TOKEN_FILE without its trailing newline; "" means none. Errors
+// name the file, never the token.
+func (c Config) apiToken() (string, error) {
+	if c.APITokenFile == "" {
+		return string(c.APIToken), nil
+	}
+	b, err := os.ReadFile(c.APITokenFile)
+	if err != nil {
+		return "", fmt.Errorf("SWL_API_TOKEN_FILE: %w", err)
+	}
+	token := strings.TrimRight(string(b), "\r\n")
+	if token == "" {
+		return "", fmt.Errorf("SWL_API_TOKEN_FILE: %s is empty", c.APITokenFile)
+	}
+	if err := checkToken(token); err != nil {
+		return "", fmt.Errorf("SWL_API_TOKEN_FILE: the token in %s %v", c.APITokenFile, err)
+	}
+	return token, nil
 }
 
 // SplitAddrs parses a comma-separated list of IP addresses.

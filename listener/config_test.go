@@ -41,9 +41,11 @@ func TestLoadConfigDefaults(t *testing.T) {
 		Addrs: "0.0.0.0", Port: 11443,
 		KeepAlive: 50 * time.Second, IdleTimeout: 60 * time.Second, StreamOpenTimeout: 5 * time.Second,
 		VerifyCacheTTL: 60 * time.Second, VerifyTimeout: 5 * time.Second, CRLRefresh: 60 * time.Second,
-		OpenAddrs: "0.0.0.0",
-		APIAddrs:  "127.0.0.1", APIPort: 8080,
+		OpenAddrs: "0.0.0.0", ProbeTimeout: 3 * time.Second, DrainTimeout: 10 * time.Second,
+		MaxConnsPerUID: 10000, MaxPorts: 1000,
+		APIAddrs: "127.0.0.1", APIPort: 8080,
 		LogLevel: "info", LogFormat: "console",
+		StatePath: "./data/state.db",
 	}
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
@@ -60,6 +62,9 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		"SWL_LOG_LEVEL": "debug", "SWL_LOG_FORMAT": "json",
 		"SWL_SCEP_URL": "http://scep.internal:3000", "SWL_VERIFY_CACHE_TTL": "30s", "SWL_VERIFY_TIMEOUT": "2s",
 		"SWL_CRL_URL": "http://scep.internal:3000/scep?operation=GetCRL", "SWL_CRL_REFRESH": "15s",
+		"SWL_STATE_PATH": "/var/lib/sw/state.db", "SWL_API_TOKEN": "s3cret-token", "SWL_API_INSECURE": "true",
+		"SWL_PROBE_TIMEOUT": "1s", "SWL_DRAIN_TIMEOUT": "0s",
+		"SWL_MAX_CONNS_PER_PORT": "50", "SWL_MAX_CONNS_PER_UID": "0", "SWL_MAX_PORTS": "7",
 	} {
 		t.Setenv(k, v)
 	}
@@ -74,7 +79,9 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		SCEPURL: "http://scep.internal:3000", VerifyCacheTTL: 30 * time.Second, VerifyTimeout: 2 * time.Second,
 		CRLURL: "http://scep.internal:3000/scep?operation=GetCRL", CRLRefresh: 15 * time.Second,
 		OpenAddrs: "127.0.0.1", APIAddrs: "::1", APIPort: 9090,
+		ProbeTimeout: time.Second, MaxConnsPerPort: 50, MaxPorts: 7,
 		LogLevel: "debug", LogFormat: "json",
+		StatePath: "/var/lib/sw/state.db", APIToken: "s3cret-token", APIInsecure: true,
 	}
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
@@ -113,6 +120,13 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"SWL_STREAM_OPEN_TIMEOUT=0s must be positive",
 	)
 
+	c = Config{Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
+		ProbeTimeout: -time.Second, DrainTimeout: -time.Second, MaxConnsPerPort: -1, MaxConnsPerUID: -2, MaxPorts: -3}
+	testutil.WantErr(t, c.Validate(),
+		"SWL_PROBE_TIMEOUT=-1s must not be negative", "SWL_DRAIN_TIMEOUT=-1s must not be negative",
+		"SWL_MAX_CONNS_PER_PORT=-1 must not be negative (0 means unlimited)",
+		"SWL_MAX_CONNS_PER_UID=-2 must not be negative", "SWL_MAX_PORTS=-3 must not be negative")
+
 	c = Config{
 		SCEPURL: "scep.internal:3000", CRLPath: "/etc/sw/crl.der", CRLURL: "ftp://x/crl",
 		Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
@@ -126,7 +140,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	testutil.WantErr(t, c.Validate(), "SWL_KEEPALIVE=0s must be positive", "SWL_IDLE_TIMEOUT=-1s must be positive")
 
 	ok := Config{CertPath: "a", KeyPath: "b", CAPath: "c", Addrs: "0.0.0.0", OpenAddrs: "::", APIAddrs: "127.0.0.1",
-		KeepAlive: time.Second, IdleTimeout: 2 * time.Second, StreamOpenTimeout: time.Second}
+		KeepAlive: time.Second, IdleTimeout: 2 * time.Second, StreamOpenTimeout: time.Second, StatePath: "state.db"}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("a valid config (port 0 included): %v", err)
 	}

@@ -9,6 +9,7 @@ require (
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/quic-go/quic-go v0.65.0
 	github.com/socket-warp/socket-warp/shared v0.0.0-00010101000000-000000000000
+	go.etcd.io/bbolt v1.5.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 )

@@ -23,6 +23,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/listener/registry"
+	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
@@ -48,8 +49,16 @@ type Listener struct {
 	apiLns     []net.Listener
 	api        *echo.Echo
 
+	store  store.Store
+	stored []api.Port // read by New, re-opened by Run
+
+	probes   uidLocks // one liveness probe per UID at a time
+	uidConns uidConns // tunnelled connections per UID, for SWL_MAX_CONNS_PER_UID
+	refused  refusals // clients of opened ports reset, by reason
+
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
+	failed  map[int]failedPort // stored, but could not be bound at start
 	runCtx  context.Context
 	stopped bool
 }
@@ -70,13 +79,23 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		certs:    certs,
 		sessions: registry.New(),
 		ports:    map[int]*binding{},
+		failed:   map[int]failedPort{},
 	}
 	if err := l.buildVerifier(); err != nil {
 		l.closeAuth()
 		return nil, err
 	}
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
-	l.api = api.New(l, log)
+	token, err := cfg.apiToken()
+	if err != nil {
+		l.closeAuth()
+		return nil, err
+	}
+	if token == "" && cfg.APIInsecure && len(nonLoopback(cfg.APIAddrs)) > 0 {
+		log.Warn("api has no token on a non-loopback address (SWL_API_INSECURE=true): whoever reaches it can open ports",
+			zap.String("addrs", cfg.APIAddrs))
+	}
+	l.api = api.New(l, log, api.WithToken(token))
 
 	tlsConf := certs.ServerConfig()
 	quicConf := &quic.Config{
@@ -106,6 +125,13 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 			return nil, fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
 		}
 		l.apiLns = append(l.apiLns, ln)
+	}
+	// Last: the file stays locked until Run ends, and nothing after this
+	// can fail.
+	if err := l.openStore(); err != nil {
+		l.closeSockets()
+		l.closeAuth()
+		return nil, err
 	}
 	return l, nil
 }
@@ -159,13 +185,25 @@ func (l *Listener) APIAddrs() []net.Addr {
 	return out
 }
 
-// Run serves until ctx ends, then closes every port, tunnel and connection
-// and returns when all of its goroutines have, the verifiers' included.
+// Run serves until ctx ends, then shuts down gracefully: the API stops, no
+// connector and no client is accepted any more, the tunnels that run get
+// SWL_DRAIN_TIMEOUT to finish, then every tunnel is ended and every
+// connection closed with "going away" (its connector comes back at once,
+// to the next listener). It returns when all of its goroutines have, the
+// verifiers' included.
 func (l *Listener) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Tunnels and connector connections outlive ctx by the drain: each
+	// has a context of its own, ended after it.
+	tunnelCtx, endTunnels := context.WithCancel(context.WithoutCancel(ctx))
+	defer endTunnels()
+	connCtx, closeConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer closeConns()
 	l.mu.Lock()
-	l.runCtx = ctx
+	l.runCtx = tunnelCtx // the parent of every port's tunnels
+	// Before the API serves its first request.
+	l.restoreLocked()
 	l.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -189,7 +227,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		})
 	}
 	for _, ln := range l.quicLns {
-		wg.Go(func() { l.acceptConnectors(ctx, ln, &wg) })
+		wg.Go(func() { l.acceptConnectors(ctx, connCtx, ln, &wg) })
 	}
 	wg.Go(func() { _ = l.certs.Run(ctx) })
 	if l.crl != nil {
@@ -216,30 +254,24 @@ func (l *Listener) Run(ctx context.Context) error {
 	l.stopped = true
 	bindings := l.ports
 	l.ports = map[int]*binding{}
+	clear(l.failed)
 	l.mu.Unlock()
-	for _, b := range bindings {
-		b.close()
+	// No new connector and no new client from here on; the tunnels that
+	// run drain over the connections that carry them.
+	l.refuseConnectors()
+	if l.drain(bindings) {
+		l.linger()
 	}
-	// Closing the listeners closes every connection they accepted, with
-	// the "going away" code set by serveConnector.
+	endTunnels()
+	// serveConnector closes every connection with "going away": its
+	// connector comes back at once, to the next listener.
+	closeConns()
 	wg.Wait()
-	for _, ln := range l.quicLns {
-		// Connections that finished their handshake but were never taken
-		// from the accept queue would otherwise be dropped without a word,
-		// leaving their connectors to wait for the idle timeout.
-		ln.Close()
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				break
-			}
-			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
-		}
-	}
 	l.closeSockets()
 	// Every goroutine that could verify has ended: SCEP requests still in
 	// flight have nobody waiting for them.
 	l.closeAuth()
+	l.closeStore()
 	select {
 	case err := <-fatal:
 		return err
@@ -248,13 +280,15 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 }
 
-func (l *Listener) acceptConnectors(ctx context.Context, ln *quic.Listener, wg *sync.WaitGroup) {
+// acceptConnectors accepts until ctx ends; each connection is served until
+// connCtx does, which is later: after the drain.
+func (l *Listener) acceptConnectors(ctx, connCtx context.Context, ln *quic.Listener, wg *sync.WaitGroup) {
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
 			return
 		}
-		wg.Go(func() { l.serveConnector(ctx, conn) })
+		wg.Go(func() { l.serveConnector(connCtx, conn) })
 	}
 }
 
@@ -271,10 +305,7 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	}
 	log := l.log.With(logging.UID(uid), logging.Remote(remote))
 	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now()}
-	if bound, ok := l.sessions.Bind(s); !ok {
-		reason := fmt.Sprintf("uid %s is already connected from %s", uid, bound.Remote)
-		log.Warn("connector refused", logging.Reason(reason))
-		_ = conn.CloseWithError(wire.CodeDuplicateUID, reason)
+	if !l.bindSession(ctx, s, log) {
 		return
 	}
 	// A CRL that replaced the list after Verify checked it was applied by
@@ -326,8 +357,13 @@ func closeReason(err error) string {
 	}
 }
 
-// Open implements api.Service.
+// Open implements api.Service. The port is bound first, then saved in the
+// state file; if saving fails the port is closed again, so that what is
+// served and what a restart re-opens always agree. Opening a port that is
+// listed with an error (stored, but not bound at start) binds it anew, with
+// p replacing the stored one.
 func (l *Listener) Open(_ context.Context, p api.Port) error {
+	p.Error = ""
 	if l.sessions.Get(p.UID) == nil {
 		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, api.ErrNotConnected)
 	}
@@ -339,24 +375,49 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 	if _, ok := l.ports[p.Port]; ok {
 		return fmt.Errorf("open port %d: %w", p.Port, api.ErrAlreadyOpen)
 	}
+	if limit := l.cfg.MaxPorts; limit > 0 && len(l.ports) >= limit {
+		return fmt.Errorf("open port %d: too many open ports (limit %d, SWL_MAX_PORTS): %w", p.Port, limit, api.ErrLimit)
+	}
 	b, err := l.bind(l.runCtx, p)
 	if err != nil {
 		return fmt.Errorf("open port %d: %w", p.Port, err)
 	}
+	if err := l.store.Put(p); err != nil {
+		b.close()
+		// %v: a failing state file is the listener's problem (500),
+		// whatever the OS said about it.
+		return fmt.Errorf("open port %d: not opened: %v", p.Port, err)
+	}
+	delete(l.failed, p.Port)
 	l.ports[p.Port] = b
 	l.log.Info("port opened", logging.UID(p.UID), logging.Port(p.Port), logging.Target(b.target))
 	return nil
 }
 
-// Close implements api.Service: the port stops listening and every tunnelled
-// connection it carries is ended.
+// Close implements api.Service: the port is removed from the state file,
+// then stops listening and every tunnelled connection it carries is ended.
+// If the state file cannot be changed the port stays open: a restart would
+// re-open it, so it must not look closed now. A port listed with an error is
+// only removed from the state file.
 func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
 	l.mu.Lock()
 	b := l.ports[port]
+	f, failed := l.failed[port]
+	if b == nil && !failed {
+		l.mu.Unlock()
+		return api.Port{}, fmt.Errorf("close port %d: %w", port, api.ErrNotOpen)
+	}
+	if err := l.store.Delete(port); err != nil {
+		l.mu.Unlock()
+		return api.Port{}, fmt.Errorf("close port %d: not closed: %v", port, err)
+	}
 	delete(l.ports, port)
+	delete(l.failed, port)
 	l.mu.Unlock()
 	if b == nil {
-		return api.Port{}, fmt.Errorf("close port %d: %w", port, api.ErrNotOpen)
+		f.spec.Error = f.err.Error()
+		l.log.Info("port closed", logging.UID(f.spec.UID), logging.Port(port), logging.Reason("it was not bound: "+f.spec.Error))
+		return f.spec, nil
 	}
 	b.close()
 	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(port), logging.Target(b.target))
@@ -366,9 +427,14 @@ func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
 // List implements api.Service.
 func (l *Listener) List() []api.Port {
 	l.mu.Lock()
-	out := make([]api.Port, 0, len(l.ports))
+	out := make([]api.Port, 0, len(l.ports)+len(l.failed))
 	for _, b := range l.ports {
 		out = append(out, b.spec)
+	}
+	for _, f := range l.failed {
+		p := f.spec
+		p.Error = f.err.Error()
+		out = append(out, p)
 	}
 	l.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })

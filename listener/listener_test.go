@@ -28,6 +28,7 @@ func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 const safety = 30 * time.Second
 
 type files struct {
+	t             *testing.T
 	pki           *testutil.PKI
 	cert, key, ca string
 }
@@ -35,10 +36,11 @@ type files struct {
 func newFiles(t *testing.T) files {
 	p := testutil.NewPKI(t)
 	cert, key := p.ServerCert(t)
-	return files{pki: p, cert: cert, key: key, ca: p.CAPath}
+	return files{t: t, pki: p, cert: cert, key: key, ca: p.CAPath}
 }
 
-// config binds everything on 127.0.0.1 with ports the kernel picks.
+// config binds everything on 127.0.0.1 with ports the kernel picks, and
+// keeps its state in a new directory each time.
 func (f files) config() Config {
 	return Config{
 		CertPath: f.cert, KeyPath: f.key, CAPath: f.ca,
@@ -46,6 +48,7 @@ func (f files) config() Config {
 		KeepAlive: 50 * time.Second, IdleTimeout: 60 * time.Second, StreamOpenTimeout: 5 * time.Second,
 		OpenAddrs: "127.0.0.1", APIAddrs: "127.0.0.1", APIPort: 0,
 		LogLevel: "debug", LogFormat: "console",
+		StatePath: filepath.Join(f.t.TempDir(), "state.db"),
 	}
 }
 

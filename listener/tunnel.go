@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -26,6 +27,7 @@ type binding struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // accept loops and tunnels
+	conns  atomic.Int64   // tunnels running now, refused ones included
 }
 
 // bind listens on the port on every configured address and starts accepting.
@@ -63,10 +65,15 @@ func (l *Listener) bind(parent context.Context, p api.Port) (*binding, error) {
 // close stops accepting, ends every tunnel of the port and waits for them.
 func (b *binding) close() {
 	b.cancel()
+	b.stopAccepting()
+	b.wg.Wait()
+}
+
+// stopAccepting closes the port's TCP listeners; the tunnels go on.
+func (b *binding) stopAccepting() {
 	for _, ln := range b.lns {
 		ln.Close()
 	}
-	b.wg.Wait()
 }
 
 // tunnel carries one client connection over a new stream to the connector.
@@ -74,23 +81,42 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	start := time.Now()
 	log := l.log.With(logging.UID(b.spec.UID), logging.Port(b.spec.Port), logging.Target(b.target),
 		logging.Remote(client.RemoteAddr().String()))
-	refuse := func(reason string) {
+	refuse := func(count *atomic.Int64, reason string) {
+		count.Add(1)
 		// A reset, not a clean close: the client must not take an empty
 		// answer for a real one.
 		relay.TCP(client).Abort(0)
 		log.Warn("tunnel refused", logging.Reason(reason))
 	}
 
+	// The limits first: a client beyond them costs no stream, and waits
+	// for nothing.
+	n := b.conns.Add(1)
+	defer b.conns.Add(-1)
+	if limit := l.cfg.MaxConnsPerPort; limit > 0 && n > int64(limit) {
+		refuse(&l.refused.portLimit, fmt.Sprintf("limit: %d connections on port %d (SWL_MAX_CONNS_PER_PORT)", limit, b.spec.Port))
+		return
+	}
+	if !l.uidConns.acquire(b.spec.UID, l.cfg.MaxConnsPerUID) {
+		refuse(&l.refused.uidLimit, fmt.Sprintf("limit: %d connections for uid %s (SWL_MAX_CONNS_PER_UID)", l.cfg.MaxConnsPerUID, b.spec.UID))
+		return
+	}
+	defer l.uidConns.release(b.spec.UID)
+
 	s := l.sessions.Get(b.spec.UID)
 	if s == nil {
-		refuse("connector not connected")
+		refuse(&l.refused.notConnected, "connector not connected")
+		return
+	}
+	if s.Draining.Load() {
+		refuse(&l.refused.notConnected, "connector going away")
 		return
 	}
 	openCtx, cancel := context.WithTimeout(b.ctx, l.cfg.StreamOpenTimeout)
 	st, err := s.Conn.OpenStreamSync(openCtx)
 	cancel()
 	if err != nil {
-		refuse(fmt.Sprintf("open stream: %v", err))
+		refuse(&l.refused.streamFailed, fmt.Sprintf("open stream: %v", err))
 		return
 	}
 	hdr := wire.Header{
@@ -107,7 +133,7 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	}
 	if err != nil {
 		relay.Stream(st).Abort(wire.StreamCodeAborted)
-		refuse(fmt.Sprintf("write stream header: %v", err))
+		refuse(&l.refused.streamFailed, fmt.Sprintf("write stream header: %v", err))
 		return
 	}
 	s.Streams.Add(1)
@@ -119,6 +145,12 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		logging.Duration(time.Since(start)), logging.Reason(tunnelReason(res.Err))}
 	var refused *RefusedError
 	if errors.As(res.Err, &refused) {
+		l.refused.byConnector.Add(1)
+		if refused.Verdict == wire.VerdictGoingAway {
+			// It drains: the next clients are refused without a stream,
+			// and a newcomer of its UID may take its place.
+			s.Draining.Store(true)
+		}
 		log.Warn("tunnel refused by connector", fields...)
 		return
 	}

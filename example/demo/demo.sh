@@ -38,7 +38,7 @@ pids+=($!)
 
 step "3. sw-listener: QUIC on udp/$QUIC_PORT, API on 127.0.0.1:$API_PORT"
 SWL_CERT_PATH=$work/pki/server.crt SWL_KEY_PATH=$work/pki/server.key SWL_CA_PATH=$work/pki/ca.crt \
-SWL_ADDRS=127.0.0.1 SWL_PORT=$QUIC_PORT APIS_PORT=$API_PORT SWL_OPEN_ADDRS=127.0.0.1 \
+SWL_ADDRS=127.0.0.1 SWL_PORT=$QUIC_PORT APIS_PORT=$API_PORT SWL_OPEN_ADDRS=127.0.0.1 SWL_STATE_PATH=$work/state.db \
 	"$BIN/sw-listener" 2>"$work/listener.log" &
 pids+=($!)
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func (e *env) listenerConfig() listener.Config {
 		KeepAlive: 50 * time.Second, IdleTimeout: 60 * time.Second, StreamOpenTimeout: 5 * time.Second,
 		OpenAddrs: "127.0.0.1", APIAddrs: "127.0.0.1", APIPort: 0,
 		LogLevel: "debug", LogFormat: "console",
+		StatePath: filepath.Join(e.t.TempDir(), "state.db"),
 	}
 }
 

@@ -39,9 +39,10 @@ func TestConnectorGoneAndBack(t *testing.T) {
 	if err := clientOutcome(port); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client on a port without connector: %v, want connection reset", err)
 	}
-	if !testutil.Logged(rl.logs, "tunnel refused", "reason", "connector not connected") {
-		t.Error("listener did not log why it refused the client")
-	}
+	// The reset goes out before the log line is written.
+	testutil.Eventually(t, "listener logs why it refused the client", func() bool {
+		return testutil.Logged(rl.logs, "tunnel refused", "reason", "connector not connected")
+	})
 
 	proxy.Blackhole(false)
 	testutil.Eventually(t, "connector back", func() bool { return rl.Connected("swc-1") })

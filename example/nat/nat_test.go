@@ -332,3 +332,30 @@ func TestLinkDown20s(t *testing.T) {
 	s.tp.linkDown(t, false)
 	s.recovers("link back after 20 s down", time.Now())
 }
+
+// TestListenerRestartRestoresPorts: the opened port comes back from the
+// state file and the connector reconnects by itself.
+func TestListenerRestartRestoresPorts(t *testing.T) {
+	s := newSite(t)
+	s.up()
+	s.listener.stop()
+	restarted := time.Now()
+	s.startListener()
+	s.recovers("listener restarted (port restored from its state file, no new /open)", restarted)
+}
+
+// TestConnectorKill9Restart: a connector killed without a word (its old
+// connection still bound on the listener) and started again is usable at
+// once: the listener probes the stale connection instead of refusing the
+// newcomer as a duplicate until its idle timeout.
+func TestConnectorKill9Restart(t *testing.T) {
+	s := newSite(t)
+	s.up()
+	s.connector.kill9()
+	restarted := time.Now()
+	s.startConnector()
+	d := s.recovers("connector killed with -9 and restarted", restarted)
+	if !s.listener.logged("stale connection replaced") {
+		t.Errorf("recovered after %s, but not by replacing the stale connection", d)
+	}
+}

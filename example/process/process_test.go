@@ -168,11 +168,12 @@ type setup struct {
 	serverCert, serverKey string
 	clientCert, clientKey string
 	quicPort, apiPort     int
+	statePath             string
 }
 
 func newSetup(t *testing.T) *setup {
 	p := testutil.NewPKI(t)
-	s := &setup{pki: p, quicPort: testutil.FreeUDPPort(t), apiPort: testutil.FreePort(t)}
+	s := &setup{pki: p, quicPort: testutil.FreeUDPPort(t), apiPort: testutil.FreePort(t), statePath: filepath.Join(t.TempDir(), "state.db")}
 	s.serverCert, s.serverKey = p.ServerCert(t)
 	s.clientCert, s.clientKey = p.ClientCert(t, "swc-proc")
 	return s
@@ -181,7 +182,7 @@ func newSetup(t *testing.T) *setup {
 func (s *setup) listenerEnv() []string {
 	return []string{
 		"SWL_CERT_PATH=" + s.serverCert, "SWL_KEY_PATH=" + s.serverKey, "SWL_CA_PATH=" + s.pki.CAPath,
-		"SWL_ADDRS=127.0.0.1", fmt.Sprintf("SWL_PORT=%d", s.quicPort),
+		"SWL_ADDRS=127.0.0.1", fmt.Sprintf("SWL_PORT=%d", s.quicPort), "SWL_STATE_PATH=" + s.statePath,
 		fmt.Sprintf("APIS_PORT=%d", s.apiPort), "SWL_OPEN_ADDRS=127.0.0.1",
 	}
 }

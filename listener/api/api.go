@@ -27,14 +27,21 @@ var (
 	ErrAlreadyOpen  = errors.New("port is already open")
 	ErrNotOpen      = errors.New("port is not open")
 	ErrUnavailable  = errors.New("service unavailable")
+	// ErrLimit: a configured limit is reached (409: closing something
+	// first makes room).
+	ErrLimit = errors.New("limit reached")
 )
 
-// Port is an opened port, exactly the shape POST /open accepts.
+// Port is an opened port: the shape POST /open accepts, plus Error.
 type Port struct {
 	UID            string `json:"uid"`
 	Port           int    `json:"port"`
 	ConnectAddress string `json:"connect_address"`
 	ConnectPort    int    `json:"connect_port"`
+	// Error, set only in GET /list (and the answer of DELETE /close), says
+	// why a port restored at start is not served, e.g. "listen tcp
+	// 0.0.0.0:80: bind: address already in use".
+	Error string `json:"error,omitempty"`
 }
 
 // Service is what the API drives.
@@ -45,11 +52,20 @@ type Service interface {
 }
 
 // New returns the echo server with every route registered.
-func New(svc Service, log *zap.Logger) *echo.Echo {
+func New(svc Service, log *zap.Logger, opts ...Option) *echo.Echo {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(log)
+	if o.token != "" {
+		// Before routing: an unknown path or method says nothing either
+		// to a caller without the token.
+		e.Pre(requireToken(o.token, log))
+	}
 	h := &handlers{svc: svc, log: log}
 	e.POST("/open", h.open)
 	e.DELETE("/close", h.close)
@@ -222,7 +238,7 @@ func serviceError(err error) error {
 	switch {
 	case errors.Is(err, ErrNotConnected), errors.Is(err, ErrNotOpen):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrAlreadyOpen), errors.Is(err, syscall.EADDRINUSE):
+	case errors.Is(err, ErrAlreadyOpen), errors.Is(err, ErrLimit), errors.Is(err, syscall.EADDRINUSE):
 		status = http.StatusConflict
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		status = http.StatusForbidden

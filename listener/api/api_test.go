@@ -145,6 +145,7 @@ func TestServiceErrorStatuses(t *testing.T) {
 		{"address not available", bindError(syscall.EADDRNOTAVAIL), http.StatusBadRequest, "cannot assign requested address"},
 		{"not connected", fmt.Errorf("open port 8022: uid swc-1: %w", ErrNotConnected), http.StatusNotFound, "uid swc-1: uid is not connected"},
 		{"already open", fmt.Errorf("open port 8022: %w", ErrAlreadyOpen), http.StatusConflict, "port is already open"},
+		{"limit", fmt.Errorf("open port 8022: too many open ports (1000, SWL_MAX_PORTS): %w", ErrLimit), http.StatusConflict, "too many open ports"},
 		{"unavailable", fmt.Errorf("open port 8022: listener is shutting down: %w", ErrUnavailable), http.StatusServiceUnavailable, "shutting down"},
 		{"anything else", errors.New("open port 8022: disk on fire"), http.StatusInternalServerError, "disk on fire"},
 	} {

@@ -1,8 +1,9 @@
 // Package registry keeps which connector (UID) owns which QUIC connection.
 //
-// The rule is one live connection per UID. Unbind compares the session, not
-// just the UID, so the cleanup of an old connection can never unbind the
-// connection that replaced it.
+// The rule is one live connection per UID. Unbind and Replace compare the
+// session, not just the UID, so the cleanup of an old connection can never
+// unbind the connection that replaced it, and of two newcomers that found
+// the same stale session only one can take its place.
 package registry
 
 import (
@@ -22,6 +23,9 @@ type Session struct {
 	Since  time.Time
 
 	Streams atomic.Int64 // tunnelled connections open right now
+	// Draining is set once the connector said it is going away: it takes
+	// no new tunnel, and a newcomer of the same UID may take its place.
+	Draining atomic.Bool
 }
 
 // Registry maps UIDs to sessions.
@@ -53,6 +57,21 @@ func (r *Registry) Unbind(s *Session) bool {
 		return false
 	}
 	delete(r.sessions, s.UID)
+	return true
+}
+
+// Replace makes s the session of its UID in place of old, if and only if
+// old is still the session of that UID. It reports whether it did.
+func (r *Registry) Replace(old, s *Session) bool {
+	if old.UID != s.UID {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[s.UID] != old {
+		return false
+	}
+	r.sessions[s.UID] = s
 	return true
 }
 

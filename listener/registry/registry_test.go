@@ -1,6 +1,9 @@
 package registry
 
-import "testing"
+import (
+	"sync"
+	"testing"
+)
 
 func TestBindRefusesSecondSession(t *testing.T) {
 	r := New()
@@ -50,5 +53,79 @@ func TestAllSorted(t *testing.T) {
 	}
 	if len(uids) != 3 || uids[0] != "a" || uids[1] != "b" || uids[2] != "c" {
 		t.Fatalf("All order = %v", uids)
+	}
+}
+
+func TestReplaceOnlyTheBoundSession(t *testing.T) {
+	r := New()
+	stale := &Session{UID: "swc-1"}
+	r.Bind(stale)
+	first, second := &Session{UID: "swc-1"}, &Session{UID: "swc-1"}
+	// Two newcomers found the same stale session: only one takes its place.
+	if !r.Replace(stale, first) {
+		t.Fatal("replacing the bound session failed")
+	}
+	if r.Replace(stale, second) {
+		t.Fatal("a second newcomer replaced a session that was already replaced")
+	}
+	if r.Get("swc-1") != first {
+		t.Fatal("the first newcomer is not bound")
+	}
+	// The stale session's late cleanup leaves its replacement alone.
+	if r.Unbind(stale) {
+		t.Fatal("the stale session's cleanup unbound its replacement")
+	}
+	if got := r.All(); len(got) != 1 || got[0] != first {
+		t.Fatalf("All = %v, want only the replacement", got)
+	}
+}
+
+func TestReplaceUnboundOrOtherUID(t *testing.T) {
+	r := New()
+	gone := &Session{UID: "swc-1"}
+	r.Bind(gone)
+	r.Unbind(gone)
+	// The old session went away on its own: Replace does not bind; the
+	// newcomer must Bind like anyone else.
+	if r.Replace(gone, &Session{UID: "swc-1"}) {
+		t.Fatal("Replace bound a session in place of one that was no longer bound")
+	}
+	if r.Get("swc-1") != nil {
+		t.Fatal("swc-1 bound")
+	}
+	other := &Session{UID: "swc-2"}
+	r.Bind(other)
+	if r.Replace(other, &Session{UID: "swc-3"}) {
+		t.Fatal("Replace moved a session to another UID")
+	}
+	if r.Get("swc-2") != other || r.Get("swc-3") != nil {
+		t.Fatal("a refused Replace changed the registry")
+	}
+}
+
+func TestReplaceConcurrentNewcomers(t *testing.T) {
+	r := New()
+	stale := &Session{UID: "swc-1"}
+	r.Bind(stale)
+	const n = 16
+	won := make(chan *Session, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			s := &Session{UID: "swc-1"}
+			if r.Replace(stale, s) {
+				won <- s
+			}
+			r.Unbind(stale) // every late cleanup of the stale session
+		})
+	}
+	wg.Wait()
+	close(won)
+	var winners []*Session
+	for s := range won {
+		winners = append(winners, s)
+	}
+	if len(winners) != 1 || r.Get("swc-1") != winners[0] {
+		t.Fatalf("%d newcomers replaced the stale session; bound %p", len(winners), r.Get("swc-1"))
 	}
 }

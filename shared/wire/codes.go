@@ -10,6 +10,7 @@ const (
 	CodeUnauthorized = 0x102 // connection refused: verifier said no
 	CodeGoingAway    = 0x103 // peer shutting down; reconnect at once
 	CodeProtocol     = 0x104 // peer violated the protocol
+	CodeReplaced     = 0x105 // connection closed: a new one of the same uid took its place
 )
 
 // QUIC stream error codes, sent when resetting a stream or stopping it.
@@ -33,6 +34,8 @@ func CodeString(code uint64) string {
 		return "going away"
 	case CodeProtocol:
 		return "protocol violation"
+	case CodeReplaced:
+		return "replaced by a new connection"
 	case StreamCodeAborted:
 		return "stream aborted"
 	case StreamCodeRefused:

@@ -6,6 +6,10 @@
 // # Version history
 //
 //	v1 (2026-11): first version
+//	v1 (2026-11): TLV 0x05 probe, verdict 0x04 going away, connection code
+//	              CodeReplaced (0x105); additive, so still version 1 and
+//	              "socket-warp/1": an older peer answers a probe with "bad
+//	              header" and takes the new codes for failures
 //
 // # Connection
 //
@@ -48,11 +52,27 @@
 //	                     bytes, no control characters
 //	0x04 opened port     optional; u16, exactly 2 bytes; the listener port
 //	                     the client connected to (0 means absent)
+//	0x05 probe           length 0; the stream is a liveness probe, see below
 //
 // Any other non-zero type is unknown and its value is skipped, so new
 // optional fields can be added without a version bump. A known type that
 // appears twice, a missing required field, or a field violating its
 // constraints makes the header malformed ([ErrMalformedHeader]).
+//
+// # Probe
+//
+// When a second connection arrives for a UID that is already bound, the
+// listener asks the bound one whether its connector is still there: it
+// opens a stream, sends the probe header ([ProbeHeader]: version, TLV 0x05
+// with length 0, terminator), ends its side of the stream, and waits a few
+// seconds for a verdict. The connector answers at once, dials nothing and
+// ends the stream: [VerdictOK], or [VerdictGoingAway] while it drains. Any
+// verdict, and a reset of the stream, prove the peer alive; silence proves
+// it gone, and the listener closes it with [CodeReplaced].
+//
+// A probe carries no other known field, target least of all: a connector
+// older than the probe skips the unknown TLV, finds no target and answers
+// [VerdictBadHeader] — an answer all the same — instead of dialling.
 //
 // # Verdict
 //
@@ -64,6 +84,8 @@
 //	0x01 dial failed
 //	0x02 forbidden by policy
 //	0x03 bad header
+//	0x04 going away: the connector is shutting down; it takes no new
+//	     stream while the tunnels it carries drain
 //
 // The reason is human-readable text for logs, at most 255 bytes. Readers
 // must treat any unknown non-zero code as a failure, so new codes can be

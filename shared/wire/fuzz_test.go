@@ -8,7 +8,7 @@ import (
 )
 
 func FuzzReadHeader(f *testing.F) {
-	for _, h := range validHeaders {
+	for _, h := range append(validHeaders, ProbeHeader) {
 		b := mustAppend(f, h)
 		f.Add(b)
 		f.Add(append(b, "payload"...))
@@ -25,6 +25,8 @@ func FuzzReadHeader(f *testing.F) {
 		raw(host, tlv(typeTargetPort, "\x01")),
 		raw(tlv(typeTargetHost, "a\nb"), p),
 		{1, 0x7f, 0xff, 0xff},
+		raw(tlv(typeProbe, ""), host, p),
+		raw(tlv(typeProbe, "x")),
 	} {
 		f.Add(b)
 	}

@@ -47,6 +47,7 @@ const (
 	typeTargetPort byte = 0x02
 	typeClientAddr byte = 0x03
 	typeOpenedPort byte = 0x04
+	typeProbe      byte = 0x05
 )
 
 var typeNames = [...]string{
@@ -54,6 +55,7 @@ var typeNames = [...]string{
 	typeTargetPort: "target port",
 	typeClientAddr: "client address",
 	typeOpenedPort: "opened port",
+	typeProbe:      "probe",
 }
 
 // Header is the stream header the listener sends before any payload.
@@ -62,10 +64,25 @@ type Header struct {
 	TargetPort uint16
 	ClientAddr string // optional
 	OpenedPort uint16 // optional, 0 = absent
+
+	// Probe marks a liveness probe: the connector answers with a verdict
+	// and dials nothing. A probe carries no other field.
+	Probe bool
 }
+
+// ProbeHeader is the header of a liveness probe.
+var ProbeHeader = Header{Probe: true}
 
 // Validate reports whether h can be encoded and would be accepted by a peer.
 func (h Header) Validate() error {
+	if h.Probe {
+		// Above all no target: a connector older than the probe skips the
+		// TLV it does not know and would dial the target.
+		if h != ProbeHeader {
+			return fmt.Errorf("%w: a probe carries no other field", ErrMalformedHeader)
+		}
+		return nil
+	}
 	if h.TargetHost == "" {
 		return fmt.Errorf("%w: target host is empty", ErrMalformedHeader)
 	}
@@ -98,6 +115,9 @@ func checkText(typ byte, s string, maxLen int) error {
 
 // Len returns the length of h's encoding.
 func (h Header) Len() int {
+	if h.Probe {
+		return 1 + 3 + 1
+	}
 	n := 1 + 3 + len(h.TargetHost) + 3 + 2 + 1
 	if h.ClientAddr != "" {
 		n += 3 + len(h.ClientAddr)
@@ -115,6 +135,9 @@ func (h Header) Append(b []byte) ([]byte, error) {
 	}
 	b = slices.Grow(b, h.Len())
 	b = append(b, ProtocolVersion)
+	if h.Probe {
+		return append(b, typeProbe, 0, 0, typeEnd), nil
+	}
 	b = appendText(b, typeTargetHost, h.TargetHost)
 	b = appendPort(b, typeTargetPort, h.TargetPort)
 	if h.ClientAddr != "" {
@@ -227,7 +250,7 @@ func readHeader(r io.Reader) (Header, int, error) {
 		if hr.n+l+1 > MaxHeaderLen {
 			return Header{}, 0, errTooLong
 		}
-		if typ > typeOpenedPort {
+		if typ > typeProbe {
 			if err := hr.skip(l); err != nil {
 				return Header{}, 0, err
 			}
@@ -268,11 +291,17 @@ func readHeader(r io.Reader) (Header, int, error) {
 			} else {
 				h.OpenedPort = port // 0 reads as absent, like the struct
 			}
+		case typeProbe:
+			if l != 0 {
+				return Header{}, 0, fmt.Errorf("%w: %s has length %d, want 0", ErrMalformedHeader, typeNames[typ], l)
+			}
+			h.Probe = true
 		}
 	}
 
+	// A probe needs no target; Validate refuses one that has any field.
 	for _, typ := range []byte{typeTargetHost, typeTargetPort} {
-		if seen&(1<<typ) == 0 {
+		if seen&(1<<typ) == 0 && !h.Probe {
 			return Header{}, 0, fmt.Errorf("%w: missing %s", ErrMalformedHeader, typeNames[typ])
 		}
 	}

@@ -162,10 +162,10 @@ func TestHeaderUnknownTLVSkipped(t *testing.T) {
 		name string
 		b    []byte
 	}{
-		{"before", raw(tlv(0x05, "x"), tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(8080)), tlv(typeClientAddr, "192.0.2.1:1234"))},
+		{"before", raw(tlv(0x70, "x"), tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(8080)), tlv(typeClientAddr, "192.0.2.1:1234"))},
 		{"between", raw(tlv(typeTargetHost, "example.com"), tlv(0xff, strings.Repeat("\x00", 600)), tlv(typeTargetPort, port(8080)), tlv(typeClientAddr, "192.0.2.1:1234"))},
 		{"empty value", raw(tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(8080)), tlv(0x80, ""), tlv(typeClientAddr, "192.0.2.1:1234"))},
-		{"repeated unknown", raw(tlv(0x05, "a"), tlv(0x05, "b"), tlv(typeClientAddr, "192.0.2.1:1234"), tlv(typeTargetPort, port(8080)), tlv(typeTargetHost, "example.com"))},
+		{"repeated unknown", raw(tlv(0x70, "a"), tlv(0x70, "b"), tlv(typeClientAddr, "192.0.2.1:1234"), tlv(typeTargetPort, port(8080)), tlv(typeTargetHost, "example.com"))},
 	} {
 		got, n, err := ParseHeader(tc.b)
 		if err != nil || got != want || n != len(tc.b) {
@@ -333,6 +333,91 @@ func TestHeaderValidateAndAppendErrors(t *testing.T) {
 	for _, h := range validHeaders {
 		if err := h.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", h, err)
+		}
+	}
+}
+
+func TestProbeHeader(t *testing.T) {
+	b := mustAppend(t, ProbeHeader)
+	if want := raw(tlv(typeProbe, "")); !bytes.Equal(b, want) {
+		t.Fatalf("probe encodes as %q, want %q", b, want)
+	}
+	if len(b) != ProbeHeader.Len() {
+		t.Errorf("probe encoded in %d bytes, Len() = %d", len(b), ProbeHeader.Len())
+	}
+	for _, r := range []io.Reader{bytes.NewReader(b), iotest.OneByteReader(bytes.NewReader(b))} {
+		if h, err := ReadHeader(r); err != nil || h != ProbeHeader {
+			t.Errorf("ReadHeader(%q) = %+v, %v; want the probe", b, h, err)
+		}
+	}
+	if h, n, err := ParseHeader(append(b, "ignored"...)); err != nil || !h.Probe || n != len(b) {
+		t.Errorf("ParseHeader(probe+payload) = %+v, %d, %v", h, n, err)
+	}
+	for i := range len(b) {
+		if _, n, err := ParseHeader(b[:i]); !errors.Is(err, io.ErrUnexpectedEOF) || n != 0 {
+			t.Errorf("ParseHeader(%q) = %d, %v; want 0, unexpected EOF", b[:i], n, err)
+		}
+	}
+	// Unknown TLVs around it are skipped as everywhere; explicitly empty
+	// optionals read as absent.
+	for _, b := range [][]byte{
+		raw(tlv(0x70, "future"), tlv(typeProbe, "")),
+		raw(tlv(typeProbe, ""), tlv(typeClientAddr, ""), tlv(typeOpenedPort, port(0))),
+	} {
+		if h, _, err := ParseHeader(b); err != nil || h != ProbeHeader {
+			t.Errorf("ParseHeader(%q) = %+v, %v; want the probe", b, h, err)
+		}
+	}
+}
+
+// TestProbeReadByOlderConnector: a connector that predates the probe skips
+// the TLV it does not know and finds no target. It answers "bad header",
+// which the listener counts as an answer, and dials nothing.
+func TestProbeReadByOlderConnector(t *testing.T) {
+	b := mustAppend(t, ProbeHeader)
+	// What v1 without the probe TLV did: skip unknown type 0x05, then
+	// require a target.
+	old := raw(tlv(0x70, ""))
+	_, errOld := ReadHeader(bytes.NewReader(old))
+	if !errors.Is(errOld, ErrMalformedHeader) || !strings.Contains(errOld.Error(), "missing target host") {
+		t.Fatalf("a header of unknown TLVs only: %v, want missing target host", errOld)
+	}
+	if len(b) != len(old) || b[1] != typeProbe || b[2] != 0 || b[3] != 0 {
+		t.Fatalf("probe %q is not one empty TLV like %q", b, old)
+	}
+}
+
+func TestProbeHeaderErrors(t *testing.T) {
+	host, p := tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(443))
+	probe := tlv(typeProbe, "")
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		msg  string
+	}{
+		{"with a target", raw(probe, host, p), "a probe carries no other field"},
+		{"with a host", raw(host, probe), "a probe carries no other field"},
+		{"with a client address", raw(probe, tlv(typeClientAddr, "192.0.2.1:1")), "a probe carries no other field"},
+		{"with an opened port", raw(probe, tlv(typeOpenedPort, port(1))), "a probe carries no other field"},
+		{"non-empty", raw(tlv(typeProbe, "x")), "probe has length 1, want 0"},
+		{"twice", raw(probe, probe), "duplicate probe"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ReadHeader(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformedHeader) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("ReadHeader(%q): %v, want %q", tc.b, err, tc.msg)
+			}
+			if _, n, err := ParseHeader(tc.b); !errors.Is(err, ErrMalformedHeader) || n != 0 {
+				t.Errorf("ParseHeader(%q) = %d, %v", tc.b, n, err)
+			}
+		})
+	}
+	for _, h := range []Header{
+		{Probe: true, TargetHost: "h", TargetPort: 1},
+		{Probe: true, ClientAddr: "192.0.2.1:1"},
+		{Probe: true, OpenedPort: 1},
+	} {
+		if b, err := h.Append(nil); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("Append(%+v) = %q, %v; want a refusal", h, b, err)
 		}
 	}
 }

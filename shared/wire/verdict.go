@@ -15,6 +15,9 @@ const (
 	VerdictDialFailed Verdict = 1
 	VerdictForbidden  Verdict = 2 // by policy
 	VerdictBadHeader  Verdict = 3
+	// VerdictGoingAway: the connector is shutting down and takes no new
+	// stream; the tunnels it carries are draining.
+	VerdictGoingAway Verdict = 4
 )
 
 // maxReasonLen is fixed by the u8 length prefix.
@@ -30,6 +33,8 @@ func (v Verdict) String() string {
 		return "forbidden"
 	case VerdictBadHeader:
 		return "bad header"
+	case VerdictGoingAway:
+		return "going away"
 	default:
 		return fmt.Sprintf("verdict(%d)", uint8(v))
 	}

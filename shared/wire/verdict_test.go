@@ -24,6 +24,7 @@ func TestVerdictRoundTrip(t *testing.T) {
 		{"dial failed", VerdictDialFailed, "dial tcp 10.0.0.1:22: connection refused", "dial tcp 10.0.0.1:22: connection refused", 2 + 40},
 		{"forbidden empty reason", VerdictForbidden, "", "", 2},
 		{"bad header", VerdictBadHeader, "bad stream header: target port is 0", "bad stream header: target port is 0", 2 + 35},
+		{"going away", VerdictGoingAway, "connector shutting down", "connector shutting down", 2 + 23},
 		{"unknown code", Verdict(0x7f), "from the future", "from the future", 2 + 15},
 		{"max reason", VerdictDialFailed, long[:255], long[:255], 2 + 255},
 		{"reason truncated", VerdictDialFailed, long, long[:255], 2 + 255},
@@ -82,7 +83,8 @@ func TestVerdictString(t *testing.T) {
 		VerdictDialFailed: "dial failed",
 		VerdictForbidden:  "forbidden",
 		VerdictBadHeader:  "bad header",
-		4:                 "verdict(4)",
+		VerdictGoingAway:  "going away",
+		5:                 "verdict(5)",
 		255:               "verdict(255)",
 	} {
 		if got := v.String(); got != want {
@@ -98,6 +100,7 @@ func TestCodeString(t *testing.T) {
 		CodeUnauthorized:  "unauthorized",
 		CodeGoingAway:     "going away",
 		CodeProtocol:      "protocol violation",
+		CodeReplaced:      "replaced by a new connection",
 		StreamCodeAborted: "stream aborted",
 		StreamCodeRefused: "stream refused",
 		StreamCodeClosed:  "port closed",

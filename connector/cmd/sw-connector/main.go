@@ -34,6 +34,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once, mid-drain
 	defer sighup.Handle(ctx, func() { _ = c.ReloadCertificates() })()
 	if err := c.Run(ctx); err != nil {
 		log.Error("stopped", logging.Reason(err.Error()))

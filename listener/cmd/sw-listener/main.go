@@ -36,6 +36,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills at once, mid-drain
 	defer sighup.Handle(ctx, func() { _ = l.ReloadCertificates() })()
 	if err := l.Run(ctx); err != nil {
 		log.Error("stopped", zap.Error(err))

@@ -1,0 +1,126 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+const testToken = "tok-3f9a1c0d8b7e"
+
+// callAs is call with an Authorization header (none when auth is "").
+func callAs(t *testing.T, method, url, auth, body string) (result, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result{resp.StatusCode, resp.Header.Get("Content-Type"), strings.TrimSpace(string(b))}, resp.Header
+}
+
+// TestTokenRequired: with a token, every request without exactly that
+// bearer token is 401 with a body that says how to authenticate, reaches no
+// handler (an unknown route tells nothing either), and is logged without
+// what it sent.
+func TestTokenRequired(t *testing.T) {
+	svc := &service{ports: map[int]Port{}}
+	log, logs := testutil.Logger(t, "api")
+	srv := httptest.NewServer(New(svc, log, WithToken(testToken)))
+	t.Cleanup(srv.Close)
+	const openBody = `{"uid":"swc-1","port":8022,"connect_address":"10.0.0.5","connect_port":22}`
+
+	for _, tc := range []struct {
+		name, method, path, auth, body string
+	}{
+		{"no header", http.MethodGet, "/list", "", ""},
+		{"wrong token", http.MethodGet, "/list", "Bearer tok-3f9a1c0d8b7f", ""},
+		{"token prefix", http.MethodGet, "/list", "Bearer tok-3f9a", ""},
+		{"token with more", http.MethodGet, "/list", "Bearer " + testToken + "x", ""},
+		{"empty bearer", http.MethodGet, "/list", "Bearer", ""},
+		{"token without scheme", http.MethodGet, "/list", testToken, ""},
+		{"basic scheme", http.MethodGet, "/list", "Basic " + testToken, ""},
+		{"open without token", http.MethodPost, "/open", "", openBody},
+		{"close without token", http.MethodDelete, "/close", "", `{"port":8022}`},
+		{"unknown route", http.MethodGet, "/nope", "", ""},
+		{"wrong method", http.MethodGet, "/open", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, h := callAs(t, tc.method, srv.URL+tc.path, tc.auth, tc.body)
+			if r.status != http.StatusUnauthorized {
+				t.Fatalf("status %d (%s), want 401", r.status, r.body)
+			}
+			if msg := r.errorText(t); msg != UnauthorizedMessage {
+				t.Fatalf("error %q, want %q", msg, UnauthorizedMessage)
+			}
+			if !strings.Contains(r.body, "'Authorization: Bearer <token>'") {
+				t.Fatalf("body %s, want <token> readable as such", r.body)
+			}
+			if got := h.Get("WWW-Authenticate"); got != `Bearer realm="socket-warp"` {
+				t.Fatalf("WWW-Authenticate %q", got)
+			}
+		})
+	}
+	if svc.calls != 0 {
+		t.Fatalf("refused requests reached the service %d times", svc.calls)
+	}
+	if !testutil.Logged(logs, "api request refused", "reason", "no Authorization header") ||
+		!testutil.Logged(logs, "api request refused", "reason", "wrong bearer token") ||
+		!testutil.Logged(logs, "api request refused", "reason", "not a bearer token") {
+		t.Error("refusals are not logged with their reason")
+	}
+
+	for _, auth := range []string{"Bearer " + testToken, "bearer " + testToken, "BEARER " + testToken} {
+		if r, _ := callAs(t, http.MethodGet, srv.URL+"/list", auth, ""); r.status != http.StatusOK || r.body != "[]" {
+			t.Fatalf("list with %q: %d %s", strings.Fields(auth)[0], r.status, r.body)
+		}
+	}
+	auth := "Bearer " + testToken
+	if r, _ := callAs(t, http.MethodPost, srv.URL+"/open", auth, openBody); r.status != http.StatusOK {
+		t.Fatalf("open with the token: %d %s", r.status, r.body)
+	}
+	if r, _ := callAs(t, http.MethodDelete, srv.URL+"/close", auth, `{"port":8022}`); r.status != http.StatusOK {
+		t.Fatalf("close with the token: %d %s", r.status, r.body)
+	}
+	// Behind the check, errors are the API's as ever.
+	if r, _ := callAs(t, http.MethodGet, srv.URL+"/nope", auth, ""); r.status != http.StatusNotFound {
+		t.Fatalf("unknown route with the token: %d %s", r.status, r.body)
+	}
+
+	for _, e := range logs.All() {
+		line := fmt.Sprint(e.Message, e.ContextMap())
+		if strings.Contains(line, "tok-3f9a") {
+			t.Fatalf("a token shows in the log: %s", line)
+		}
+	}
+}
+
+func TestNoTokenNoCheck(t *testing.T) {
+	url := serve(t, &service{ports: map[int]Port{}})
+	if r, _ := callAs(t, http.MethodGet, url+"/list", "", ""); r.status != http.StatusOK {
+		t.Fatalf("list without a configured token: %d %s", r.status, r.body)
+	}
+	srv := httptest.NewServer(New(&service{ports: map[int]Port{}}, zap.NewNop(), WithToken("")))
+	t.Cleanup(srv.Close)
+	if r, _ := callAs(t, http.MethodGet, srv.URL+"/list", "", ""); r.status != http.StatusOK {
+		t.Fatalf("list with an empty token: %d %s", r.status, r.body)
+	}
+}

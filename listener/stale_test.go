@@ -1,0 +1,297 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/testutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+// running is a Listener whose Run the test controls.
+type running struct {
+	*Listener
+	logs   *observer.ObservedLogs
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func run(t *testing.T, cfg Config) *running {
+	t.Helper()
+	log, logs := testutil.Logger(t, "listener")
+	l, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Listener: l, logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		r.wait(t)
+	})
+	return r
+}
+
+// wait returns once Run has; calling it again is fine.
+func (r *running) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(safety):
+		t.Fatal("Run did not return")
+	}
+}
+
+// fakeConnector plays a connector on conn: a probe gets probeVerdict, a
+// tunnel an ok and an echo of its bytes. It stops when conn ends.
+type fakeConnector struct {
+	conn    *quic.Conn
+	tunnels atomic.Int64 // tunnels served
+}
+
+func playConnector(t *testing.T, conn *quic.Conn, probeVerdict wire.Verdict) *fakeConnector {
+	fc := &fakeConnector{conn: conn}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			st, err := conn.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Go(func() { fc.serve(st, probeVerdict) })
+		}
+	})
+	t.Cleanup(func() {
+		conn.CloseWithError(wire.CodeNoError, "")
+		wg.Wait()
+	})
+	return fc
+}
+
+func (fc *fakeConnector) serve(st *quic.Stream, probeVerdict wire.Verdict) {
+	defer st.CancelRead(wire.StreamCodeAborted)
+	hdr, err := wire.ReadHeader(st)
+	if err != nil {
+		st.CancelWrite(wire.StreamCodeRefused)
+		return
+	}
+	if hdr.Probe {
+		st.Write(wire.AppendVerdict(nil, probeVerdict, "as told by the test"))
+		st.Close()
+		io.Copy(io.Discard, st)
+		return
+	}
+	fc.tunnels.Add(1)
+	st.Write(wire.AppendVerdict(nil, wire.VerdictOK, ""))
+	if _, err := io.Copy(st, st); err != nil {
+		st.CancelWrite(wire.StreamCodeAborted)
+		return
+	}
+	st.Close()
+}
+
+// closedWith waits for conn to end and checks the listener closed it with code.
+func closedWith(t *testing.T, conn *quic.Conn, code quic.ApplicationErrorCode) {
+	t.Helper()
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(safety):
+		t.Fatalf("connection still up, want it closed with %s", wire.CodeString(uint64(code)))
+	}
+	var app *quic.ApplicationError
+	if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != code {
+		t.Fatalf("connection ended with %v, want the listener's %s", err, wire.CodeString(uint64(code)))
+	}
+}
+
+func expectAlive(t *testing.T, conn *quic.Conn) {
+	t.Helper()
+	if err := context.Cause(conn.Context()); err != nil {
+		t.Fatalf("connection ended: %v", err)
+	}
+}
+
+func (r *running) openPort(t *testing.T, uid string) int {
+	t.Helper()
+	port := testutil.FreePort(t)
+	if err := r.Open(context.Background(), api.Port{UID: uid, Port: port, ConnectAddress: "echo.internal", ConnectPort: 7}); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+func dial(t *testing.T, port int) *net.TCPConn {
+	t.Helper()
+	c, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(safety))
+	return c
+}
+
+// echoVia sends b through a tunnel and reads it back.
+func echoVia(t *testing.T, c *net.TCPConn, b string) {
+	t.Helper()
+	if _, err := c.Write([]byte(b)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(b))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != b {
+		t.Fatalf("echo: %q, %v; want %q", got, err, b)
+	}
+}
+
+func probeConfig(f files) Config {
+	cfg := f.config()
+	cfg.ProbeTimeout = 300 * time.Millisecond
+	return cfg
+}
+
+// TestStaleConnectionReplaced: the bound connection of swc-1 no longer
+// answers (its process hangs, or its host and packets vanished). A newcomer
+// with the same UID probes it, closes it as replaced and takes its place;
+// the old one's cleanup does not unbind the newcomer.
+func TestStaleConnectionReplaced(t *testing.T) {
+	f := newFiles(t)
+	r := run(t, probeConfig(f))
+	stale := connectorConn(t, f, r.Listener, "swc-1") // accepts no stream: never answers
+	testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+
+	fresh := connectorConn(t, f, r.Listener, "swc-1")
+	fc := playConnector(t, fresh, wire.VerdictOK)
+	closedWith(t, stale, wire.CodeReplaced)
+	testutil.Eventually(t, "replacement logged", func() bool {
+		return testutil.Logged(r.logs, "stale connection replaced", "old_remote", stale.LocalAddr().String())
+	})
+	if !testutil.Logged(r.logs, "stale connection replaced", logging.KeyReason, "no answer to a probe within 300ms") ||
+		!testutil.Logged(r.logs, "stale connection replaced", logging.KeyRemote, fresh.LocalAddr().String()) {
+		t.Error("the replacement log does not name the new remote and the probe's outcome")
+	}
+	// The stale session's cleanup has run...
+	testutil.Eventually(t, "old connection's end logged", func() bool {
+		return testutil.Logged(r.logs, "connector disconnected", logging.KeyRemote, stale.LocalAddr().String())
+	})
+	if !testutil.Logged(r.logs, "connector disconnected", logging.KeyReason, "replaced by a new connection") {
+		t.Error("the old connection's end does not say it was replaced")
+	}
+	// ...and the newcomer is still the one bound.
+	expectAlive(t, fresh)
+	echoVia(t, dial(t, r.openPort(t, "swc-1")), "through the newcomer")
+	if fc.tunnels.Load() != 1 {
+		t.Fatalf("the newcomer served %d tunnels, want 1", fc.tunnels.Load())
+	}
+}
+
+// TestLiveConnectionKeepsUID: a bound connector that answers the probe
+// keeps its UID and the newcomer is refused — also when it answers as a
+// connector older than the probe does, with "bad header".
+func TestLiveConnectionKeepsUID(t *testing.T) {
+	for _, v := range []wire.Verdict{wire.VerdictOK, wire.VerdictBadHeader} {
+		t.Run(v.String(), func(t *testing.T) {
+			f := newFiles(t)
+			r := run(t, probeConfig(f))
+			first := connectorConn(t, f, r.Listener, "swc-1")
+			fc := playConnector(t, first, v)
+			testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+
+			second := connectorConn(t, f, r.Listener, "swc-1")
+			closedWith(t, second, wire.CodeDuplicateUID)
+			if !testutil.Logged(r.logs, "connector refused", "probe", "answered the probe") {
+				t.Error("the refusal does not say the bound connector answered the probe")
+			}
+			if len(r.logs.FilterMessage("stale connection replaced").All()) != 0 {
+				t.Error("a live connection was replaced")
+			}
+			expectAlive(t, first)
+			echoVia(t, dial(t, r.openPort(t, "swc-1")), "through the first")
+			if fc.tunnels.Load() != 1 {
+				t.Fatalf("the first connector served %d tunnels, want 1", fc.tunnels.Load())
+			}
+		})
+	}
+}
+
+// TestDrainingConnectionReplacedWithoutClose: the bound connector answers
+// the probe with "going away" (it drains before it exits). The newcomer
+// takes its place at once, the old connection is left to finish its
+// tunnels, and its end later does not unbind the newcomer.
+func TestDrainingConnectionReplacedWithoutClose(t *testing.T) {
+	f := newFiles(t)
+	r := run(t, probeConfig(f))
+	old := connectorConn(t, f, r.Listener, "swc-1")
+	oldFC := playConnector(t, old, wire.VerdictGoingAway)
+	testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+	port := r.openPort(t, "swc-1")
+	inFlight := dial(t, port)
+	echoVia(t, inFlight, "before")
+
+	fresh := connectorConn(t, f, r.Listener, "swc-1")
+	freshFC := playConnector(t, fresh, wire.VerdictOK)
+	testutil.Eventually(t, "replacement logged", func() bool {
+		return testutil.Logged(r.logs, "draining connection replaced", "old_remote", old.LocalAddr().String())
+	})
+	expectAlive(t, old)
+	echoVia(t, inFlight, "the old connection still carries its tunnel")
+	echoVia(t, dial(t, port), "a new client goes to the newcomer")
+	if oldFC.tunnels.Load() != 1 || freshFC.tunnels.Load() != 1 {
+		t.Fatalf("tunnels served: old %d, new %d; want 1 each", oldFC.tunnels.Load(), freshFC.tunnels.Load())
+	}
+
+	inFlight.Close()
+	old.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+	testutil.Eventually(t, "old connection's end logged", func() bool {
+		return testutil.Logged(r.logs, "connector disconnected", logging.KeyRemote, old.LocalAddr().String())
+	})
+	expectAlive(t, fresh)
+	echoVia(t, dial(t, port), "still through the newcomer")
+}
+
+// TestNewcomersRaceForStaleUID: two newcomers arrive while the bound
+// connection is stale. Exactly one takes its place; the other, probing the
+// winner, is refused as a duplicate.
+func TestNewcomersRaceForStaleUID(t *testing.T) {
+	f := newFiles(t)
+	r := run(t, probeConfig(f))
+	stale := connectorConn(t, f, r.Listener, "swc-1")
+	testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+
+	a := connectorConn(t, f, r.Listener, "swc-1")
+	playConnector(t, a, wire.VerdictOK)
+	b := connectorConn(t, f, r.Listener, "swc-1")
+	playConnector(t, b, wire.VerdictOK)
+	closedWith(t, stale, wire.CodeReplaced)
+
+	var loser, winner *quic.Conn
+	select {
+	case <-a.Context().Done():
+		loser, winner = a, b
+	case <-b.Context().Done():
+		loser, winner = b, a
+	case <-time.After(safety):
+		t.Fatal("both newcomers still connected")
+	}
+	closedWith(t, loser, wire.CodeDuplicateUID)
+	expectAlive(t, winner)
+	if n := len(r.logs.FilterMessage("stale connection replaced").All()); n != 1 {
+		t.Fatalf("%d replacements logged, want 1", n)
+	}
+	echoVia(t, dial(t, r.openPort(t, "swc-1")), "through the winner")
+}

@@ -1,0 +1,73 @@
+package listener
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/store"
+	"github.com/socket-warp/socket-warp/shared/logging"
+)
+
+// stateLockTimeout is how long New waits for the state file's lock: a
+// second listener on the same file fails at once instead of hanging.
+const stateLockTimeout = time.Second
+
+// failedPort is a stored port that could not be bound at start. It stays in
+// the store and in GET /list with its error until DELETE /close removes it
+// or POST /open of the same port binds it. It is not retried on its own: a
+// port taken by another program is the operator's to settle, and a port
+// appearing by itself minutes later would surprise more than help.
+type failedPort struct {
+	spec api.Port
+	err  error
+}
+
+// openStore opens the state file and reads the ports Run re-opens. An
+// unreadable, corrupt or locked file is an error naming the file: the
+// listener must never start empty over a store it could not read.
+func (l *Listener) openStore() error {
+	s, err := store.OpenBolt(l.cfg.StatePath, stateLockTimeout)
+	if err != nil {
+		return fmt.Errorf("SWL_STATE_PATH: %w", err)
+	}
+	ports, err := s.List()
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("SWL_STATE_PATH: %w", err)
+	}
+	l.store, l.stored = s, ports
+	path, _ := filepath.Abs(l.cfg.StatePath)
+	l.log.Info("state file opened", zap.String("path", path), zap.Int("ports", len(ports)))
+	return nil
+}
+
+// restoreLocked re-opens every stored port, whether or not its connector
+// is connected (its clients are refused until it is). A port that cannot be
+// bound is kept, logged and listed with its error.
+func (l *Listener) restoreLocked() {
+	for _, p := range l.stored {
+		log := l.log.With(logging.UID(p.UID), logging.Port(p.Port))
+		b, err := l.bind(l.runCtx, p)
+		if err != nil {
+			l.failed[p.Port] = failedPort{spec: p, err: err}
+			log.Error("port restore failed", logging.Reason(err.Error()),
+				zap.String("hint", "GET /list shows it with its error; POST /open retries it, DELETE /close forgets it"))
+			continue
+		}
+		l.ports[p.Port] = b
+		log.Info("port restored", logging.Target(b.target))
+	}
+	l.stored = nil
+}
+
+// closeStore releases the state file (and its lock) once nothing can
+// change the ports any more.
+func (l *Listener) closeStore() {
+	if err := l.store.Close(); err != nil {
+		l.log.Error("state file close failed", zap.Error(err))
+	}
+}

@@ -28,8 +28,9 @@ test: test-unit fuzz ## every module's tests with -race, then a short fuzz run o
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 
-fuzz: ## fuzz the stream header parser for FUZZTIME (default 10s)
+fuzz: ## fuzz the stream header parser and the API request decoding, FUZZTIME each (default 10s)
 	$(GO) test -run=NONE -fuzz=FuzzReadHeader -fuzztime=$(FUZZTIME) ./shared/wire
+	$(GO) test -run=NONE -fuzz=FuzzOpenRequest -fuzztime=$(FUZZTIME) ./listener/api
 
 $(STATICCHECK):
 	GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
@@ -130,7 +133,8 @@ func validate(p Port) error {
 	}
 	if strings.TrimSpace(p.ConnectAddress) == "" {
 		problems = append(problems, "connect_address is empty")
-	} else if len(p.ConnectAddress) > 253 || strings.ContainsAny(p.ConnectAddress, " \t\r\n/\\") {
+	} else if len(p.ConnectAddress) > 253 || strings.ContainsAny(p.ConnectAddress, " /\\") ||
+		strings.IndexFunc(p.ConnectAddress, unicode.IsControl) >= 0 {
 		problems = append(problems, fmt.Sprintf("connect_address %q is not a host name or IP address", p.ConnectAddress))
 	}
 	if p.ConnectPort < 1 || p.ConnectPort > 65535 {
@@ -170,22 +174,37 @@ func (h *handlers) list(c echo.Context) error {
 
 // decode reads exactly one JSON object with only known fields. The
 // Content-Type is not checked: curl's -d sends a form type by default, and
-// refusing that helps nobody.
+// refusing that helps nobody. The body must be valid UTF-8: encoding/json
+// would silently turn invalid bytes into U+FFFD and pass on a uid or address
+// other than the one sent.
 func decode(c echo.Context, v any) error {
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes))
+	if err != nil {
+		return decodeError(err)
+	}
+	if !utf8.Valid(body) {
+		return badRequest("request body is not valid UTF-8 (at byte %d)", firstInvalidUTF8(body))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return decodeError(err)
-		}
 		return badRequest("malformed JSON: unexpected data after the object")
 	}
 	return nil
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 func decodeError(err error) error {

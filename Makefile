@@ -8,7 +8,7 @@ GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build test test-unit fuzz lint demo clean help tools
+.PHONY: all build test test-unit fuzz lint demo soak soak-quick clean help tools
 
 all: build
 
@@ -44,6 +44,12 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 
 demo: build ## run the local demo: CA, echo target, listener, connector, curl, text through the tunnel
 	BIN=$(BIN) bash example/demo/demo.sh
+
+soak: build ## soak test: 1000 tunnelled connections for 60s through the built daemons, writes soak.json
+	$(GO) run ./example/soak -bin $(BIN) -conns 1000 -duration 60s
+
+soak-quick: build ## short soak test: 100 connections for 10s
+	$(GO) run ./example/soak -bin $(BIN) -conns 100 -duration 10s
 
 clean:
 	rm -rf $(BIN)

@@ -86,9 +86,19 @@ type result struct {
 
 func call(t *testing.T, method, url, body string) result {
 	t.Helper()
+	r, _ := do(t, method, url, body, nil)
+	return r
+}
+
+// do sends one request with the given headers and reads the whole answer.
+func do(t *testing.T, method, url, body string, header map[string]string) (result, http.Header) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -99,7 +109,7 @@ func call(t *testing.T, method, url, body string) result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return result{resp.StatusCode, resp.Header.Get("Content-Type"), strings.TrimSpace(string(b))}
+	return result{resp.StatusCode, resp.Header.Get("Content-Type"), strings.TrimSpace(string(b))}, resp.Header
 }
 
 // errorText checks that r is a JSON error body {"error": "..."} with nothing

@@ -2,7 +2,6 @@ package api
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,23 +17,11 @@ const testToken = "tok-3f9a1c0d8b7e"
 // callAs is call with an Authorization header (none when auth is "").
 func callAs(t *testing.T, method, url, auth, body string) (result, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var h map[string]string
 	if auth != "" {
-		req.Header.Set("Authorization", auth)
+		h = map[string]string{"Authorization": auth}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return result{resp.StatusCode, resp.Header.Get("Content-Type"), strings.TrimSpace(string(b))}, resp.Header
+	return do(t, method, url, body, h)
 }
 
 // TestTokenRequired: with a token, every request without exactly that

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,23 +41,12 @@ func (s *recorder) calls() int {
 // send is call with a Content-Type ("" sends none) and a body of any bytes.
 func send(t *testing.T, method, url, ctype, body string) result {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var h map[string]string
 	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
+		h = map[string]string{"Content-Type": ctype}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return result{resp.StatusCode, resp.Header.Get("Content-Type"), strings.TrimSpace(string(b))}
+	r, _ := do(t, method, url, body, h)
+	return r
 }
 
 // openWith is a valid /open body with one field's raw JSON value replaced

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -179,6 +178,24 @@ func newSetup(t *testing.T) *setup {
 	return s
 }
 
+// openEcho opens a port through the connector "swc-proc" to an echo
+// server and returns it.
+func (s *setup) openEcho(t *testing.T) int {
+	t.Helper()
+	target := testutil.EchoServer(t)
+	port := testutil.FreePort(t)
+	body := fmt.Sprintf(`{"uid":"swc-proc","port":%d,"connect_address":"127.0.0.1","connect_port":%d}`, port, target.Port)
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/open", s.apiPort), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("open: %d", resp.StatusCode)
+	}
+	return port
+}
+
 func (s *setup) listenerEnv() []string {
 	return []string{
 		"SWL_CERT_PATH=" + s.serverCert, "SWL_KEY_PATH=" + s.serverKey, "SWL_CA_PATH=" + s.pki.CAPath,
@@ -208,26 +225,8 @@ func TestSignalsExitCleanly(t *testing.T) {
 	c.waitFor(t, "connected")
 
 	// A tunnel works between the two processes.
-	target := testutil.EchoServer(t)
-	port := testutil.FreePort(t)
-	body := fmt.Sprintf(`{"uid":"swc-proc","port":%d,"connect_address":"127.0.0.1","connect_port":%d}`, port, target.Port)
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/open", s.apiPort), "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("open: %d", resp.StatusCode)
-	}
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.Write([]byte("between processes"))
-	conn.(*net.TCPConn).CloseWrite()
-	got, _ := io.ReadAll(conn)
-	conn.Close()
-	if string(got) != "between processes" {
+	port := s.openEcho(t)
+	if got := echoThrough(t, port, "between processes"); got != "between processes" {
 		t.Fatalf("echo through the processes: %q", got)
 	}
 

@@ -4,13 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
 // echoThrough sends msg through the opened port and returns the reply.
@@ -34,22 +30,12 @@ func echoThrough(t *testing.T, port int, msg string) string {
 // replaces it, and the opened port works again.
 func TestConnectorKilledAndRestarted(t *testing.T) {
 	s := newSetup(t)
-	l := start(t, "sw-listener", append(s.listenerEnv(), "SWL_STATE_PATH="+filepath.Join(t.TempDir(), "state.db"))...)
+	l := start(t, "sw-listener", s.listenerEnv()...)
 	l.waitFor(t, "api listening")
 	c := start(t, "sw-connector", s.connectorEnv()...)
 	l.waitFor(t, "connector connected")
 
-	target := testutil.EchoServer(t)
-	port := testutil.FreePort(t)
-	body := fmt.Sprintf(`{"uid":"swc-proc","port":%d,"connect_address":"127.0.0.1","connect_port":%d}`, port, target.Port)
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/open", s.apiPort), "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("open: %d", resp.StatusCode)
-	}
+	port := s.openEcho(t)
 	if got := echoThrough(t, port, "before"); got != "before" {
 		t.Fatalf("before the kill: %q", got)
 	}

@@ -137,16 +137,11 @@ type Result struct {
 // Enroll obtains a first certificate: a new RSA key, CN=UID, authorised by
 // the one-time secret.
 func Enroll(ctx context.Context, o Options) (*Result, error) {
-	o, pin, err := o.check()
+	o, s, caCerts, _, err := begin(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	s := newSession(o)
 	defer s.close()
-	caCerts, err := s.discover(ctx, pin)
-	if err != nil {
-		return nil, err
-	}
 	key, err := rsa.GenerateKey(rand.Reader, o.KeyBits)
 	if err != nil {
 		return nil, fmt.Errorf("generate RSA key: %w", err)
@@ -188,16 +183,11 @@ func Renew(ctx context.Context, o Options, currentCert *x509.Certificate, curren
 	case o.UID != cn:
 		return nil, fmt.Errorf("%w: uid %q differs from the current certificate's CN %q", ErrInvalidOptions, o.UID, cn)
 	}
-	o, pin, err := o.check()
+	o, s, caCerts, pin, err := begin(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	s := newSession(o)
 	defer s.close()
-	caCerts, err := s.discover(ctx, pin)
-	if err != nil {
-		return nil, err
-	}
 	if pin == nil {
 		// Without a pin, trust only the CA that issued the current
 		// certificate: the request carries the update secret, and the
@@ -232,6 +222,23 @@ func Renew(ctx context.Context, o Options, currentCert *x509.Certificate, curren
 		return nil, err
 	}
 	return &Result{Key: key, Cert: cert, CA: caCerts}, nil
+}
+
+// begin is what every operation starts with: options checked before
+// anything is sent, a session, GetCACaps and GetCACert with the pin applied.
+// On success the caller closes the session.
+func begin(ctx context.Context, o Options) (Options, *session, []*x509.Certificate, []byte, error) {
+	o, pin, err := o.check()
+	if err != nil {
+		return o, nil, nil, nil, err
+	}
+	s := newSession(o)
+	caCerts, err := s.discover(ctx, pin)
+	if err != nil {
+		s.close()
+		return o, nil, nil, nil, err
+	}
+	return o, s, caCerts, pin, nil
 }
 
 // check validates o before anything is sent, reports every problem at once,

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -32,6 +34,9 @@ type Conn interface {
 	Abort(code uint64)
 	// Close releases the end after both directions are over.
 	Close() error
+	// SetReadDeadline bounds the wait of Read; the relay uses it to give
+	// large buffers back while a direction is idle.
+	SetReadDeadline(t time.Time) error
 }
 
 // ErrClosed is reported when the relay was ended by its context (port closed,
@@ -53,9 +58,21 @@ type Result struct {
 	Err error
 }
 
-const bufSize = 32 << 10
+// Buffer sizes. An idle tunnel blocks in Read on both directions, and the
+// buffer passed to a blocked Read stays resident: with 10,000 idle tunnels a
+// 32 KiB buffer per direction would cost 640 MiB once its pages were touched.
+// So each direction waits with a small buffer and borrows a large pooled one
+// only while data flows, giving it back after holdLarge without data.
+const (
+	smallSize = 1 << 10
+	largeSize = 32 << 10
+	holdLarge = time.Second
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallSize); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeSize); return &b }}
+)
 
 // Relay copies a→b and b→a until both directions end. It closes both ends
 // before it returns.
@@ -99,11 +116,33 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 // pipe copies src to dst until EOF, then half-closes dst. Any other error
 // aborts the whole relay through fail.
 func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var total int64
+	small := smallPool.Get().(*[]byte)
+	defer smallPool.Put(small)
+	var (
+		large    *[]byte   // borrowed while data flows
+		deadline time.Time // when a Read with large gives up waiting
+		total    int64
+	)
+	defer func() {
+		if large != nil {
+			largePool.Put(large)
+		}
+	}()
 	for {
+		buf := *small
+		if large != nil {
+			buf = *large
+			// Refreshing the deadline on every Read would cost a timer
+			// operation per Read; every half period is enough to keep
+			// a flowing direction from ever seeing it.
+			if now := time.Now(); deadline.Sub(now) < holdLarge/2 {
+				deadline = now.Add(holdLarge)
+				if err := src.SetReadDeadline(deadline); err != nil {
+					fail(err, wire.StreamCodeAborted)
+					return total
+				}
+			}
+		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
@@ -116,13 +155,28 @@ func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 
 				return total
 			}
 		}
-		if rerr == io.EOF {
+		switch {
+		case rerr == nil:
+			if large == nil && n == len(buf) {
+				// A full small read: more is likely waiting.
+				large = largePool.Get().(*[]byte)
+			}
+			continue
+		case rerr == io.EOF:
 			if err := dst.CloseWrite(); err != nil {
 				fail(err, wire.StreamCodeAborted)
 			}
 			return total
-		}
-		if rerr != nil {
+		case large != nil && errors.Is(rerr, os.ErrDeadlineExceeded):
+			// Idle for holdLarge: wait on with the small buffer only.
+			largePool.Put(large)
+			large, deadline = nil, time.Time{}
+			if err := src.SetReadDeadline(time.Time{}); err != nil {
+				fail(err, wire.StreamCodeAborted)
+				return total
+			}
+			continue
+		default:
 			fail(rerr, wire.StreamCodeAborted)
 			return total
 		}

@@ -422,6 +422,8 @@ func (c *fakeConn) Read([]byte) (int, error) {
 func (c *fakeConn) Write(p []byte) (int, error) { return len(p), nil }
 func (c *fakeConn) CloseWrite() error           { return nil }
 
+func (c *fakeConn) SetReadDeadline(time.Time) error { return nil }
+
 func (c *fakeConn) Abort(code uint64) {
 	c.mu.Lock()
 	c.codes = append(c.codes, code)

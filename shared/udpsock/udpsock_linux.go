@@ -2,6 +2,8 @@ package udpsock
 
 import (
 	"net"
+	"os"
+	"strconv"
 	"syscall"
 )
 
@@ -32,4 +34,31 @@ func grow(c *net.UDPConn) (rcv, snd int) {
 		}
 	})
 	return rcv, snd
+}
+
+// udpSegment is Linux's UDP_SEGMENT socket option (linux/udp.h), which the
+// syscall package does not name.
+const udpSegment = 103
+
+// gso reports whether quic-go will send with generic segmentation offload on
+// c, by the test quic-go itself makes: the kernel knows UDP_SEGMENT and
+// QUIC_GO_DISABLE_GSO does not turn it off.
+func gso(c *net.UDPConn) (bool, string) {
+	if off, err := strconv.ParseBool(os.Getenv("QUIC_GO_DISABLE_GSO")); err == nil && off {
+		return false, "QUIC_GO_DISABLE_GSO is set"
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false, err.Error()
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		_, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_UDP, udpSegment)
+	}); err != nil {
+		return false, err.Error()
+	}
+	if serr != nil {
+		return false, "the kernel does not support UDP_SEGMENT: " + serr.Error()
+	}
+	return true, ""
 }

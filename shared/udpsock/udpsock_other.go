@@ -11,3 +11,6 @@ func grow(c *net.UDPConn) (rcv, snd int) {
 	_ = c.SetWriteBuffer(WantBuffer)
 	return WantBuffer, WantBuffer
 }
+
+// gso: quic-go uses segmentation offload on Linux only.
+func gso(*net.UDPConn) (bool, string) { return false, "only Linux supports UDP_SEGMENT" }

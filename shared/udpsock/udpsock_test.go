@@ -1,6 +1,7 @@
 package udpsock
 
 import (
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -15,6 +16,7 @@ func TestListenGrowsBuffersOrSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	logs = logs.FilterMessageSnippet("udp buffers")
 	rcv, snd := grow(c)
 	if rcv >= WantBuffer && snd >= WantBuffer {
 		if logs.Len() != 0 {
@@ -31,5 +33,21 @@ func TestListenGrowsBuffersOrSaysWhy(t *testing.T) {
 func TestListenBadAddress(t *testing.T) {
 	if _, err := Listen("not an address", zap.NewNop()); err == nil {
 		t.Fatal("want an error")
+	}
+}
+
+func TestGSOFollowsQUICGoSwitch(t *testing.T) {
+	c, err := Listen("127.0.0.1:0", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Setenv("QUIC_GO_DISABLE_GSO", "true")
+	if ok, why := gso(c); ok || !strings.Contains(why, "QUIC_GO_DISABLE_GSO") {
+		t.Errorf("with QUIC_GO_DISABLE_GSO=true: gso = %v, %q; want false naming the variable", ok, why)
+	}
+	t.Setenv("QUIC_GO_DISABLE_GSO", "false")
+	if ok, why := gso(c); !ok && why == "" {
+		t.Error("GSO reported unavailable without a reason")
 	}
 }

@@ -1,0 +1,63 @@
+package relay
+
+import (
+	"bytes"
+	"io"
+	"sync/atomic"
+	"testing"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
+)
+
+// readSizes records the size of the buffer each Read of the wrapped Conn is
+// given: the one a blocked Read holds is what an idle tunnel costs.
+type readSizes struct {
+	Conn
+	current atomic.Int64 // buffer of the Read in progress, 0 between Reads
+	largest atomic.Int64
+}
+
+func (r *readSizes) Read(p []byte) (int, error) {
+	r.current.Store(int64(len(p)))
+	if int64(len(p)) > r.largest.Load() {
+		r.largest.Store(int64(len(p)))
+	}
+	n, err := r.Conn.Read(p)
+	r.current.Store(0)
+	return n, err
+}
+
+// A direction borrows a large buffer for a burst and, once idle, waits with
+// the small one; data after the idle period still arrives intact.
+func TestRelayIdleDirectionGivesLargeBufferBack(t *testing.T) {
+	for _, tp := range topologies {
+		t.Run(tp.name, func(t *testing.T) {
+			near, far, a, b := tp.build(t)
+			ra, rb := &readSizes{Conn: a}, &readSizes{Conn: b}
+			startRelay(t, ra, rb, Counters{})
+
+			for round := range 2 {
+				burst := testutil.RandomBytes(t, 4<<20)
+				go near.Write(burst)
+				got := make([]byte, len(burst))
+				if _, err := io.ReadFull(far, got); err != nil {
+					t.Fatalf("round %d: read the burst: %v", round, err)
+				}
+				if !bytes.Equal(got, burst) {
+					t.Fatalf("round %d: burst corrupted", round)
+				}
+				if ra.largest.Load() != largeSize {
+					t.Fatalf("round %d: largest read buffer %d during a 4 MiB burst, want %d", round, ra.largest.Load(), largeSize)
+				}
+				testutil.Eventually(t, "the idle direction to wait with the small buffer", func() bool {
+					return ra.current.Load() == smallSize
+				})
+				// The other direction never carried data: it never borrowed.
+				if rb.largest.Load() != smallSize {
+					t.Errorf("round %d: idle direction read with a %d-byte buffer, want only %d", round, rb.largest.Load(), smallSize)
+				}
+				ra.largest.Store(0)
+			}
+		})
+	}
+}

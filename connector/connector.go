@@ -23,6 +23,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/connector/policy"
 	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
@@ -151,6 +152,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	certs := c.certs.Load()
 	wg.Go(func() { _ = certs.Run(ctx) })
+	wg.Go(func() { memtrim.Run(ctx, c.log) })
 	if c.cfg.RenewSecret != "" {
 		wg.Go(func() { c.renewLoop(ctx, certs) })
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -230,6 +231,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		wg.Go(func() { l.acceptConnectors(ctx, connCtx, ln, &wg) })
 	}
 	wg.Go(func() { _ = l.certs.Run(ctx) })
+	wg.Go(func() { memtrim.Run(ctx, l.log) })
 	if l.crl != nil {
 		wg.Go(func() { l.crl.Run(ctx) })
 	}

@@ -61,3 +61,21 @@ func TestRelayIdleDirectionGivesLargeBufferBack(t *testing.T) {
 		})
 	}
 }
+
+// A burst of many tunnels must not leave all its buffers behind.
+func TestPoolKeepsAtMostItsBound(t *testing.T) {
+	p := newPool(16, 4)
+	var bufs []*[]byte
+	for range 10 {
+		bufs = append(bufs, p.get())
+	}
+	for _, b := range bufs {
+		p.put(b)
+	}
+	if len(p.free) != 4 {
+		t.Fatalf("pool kept %d free buffers, want its bound 4", len(p.free))
+	}
+	if b := p.get(); len(*b) != 16 {
+		t.Fatalf("buffer of %d bytes, want 16", len(*b))
+	}
+}

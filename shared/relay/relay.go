@@ -70,9 +70,37 @@ const (
 )
 
 var (
-	smallPool = sync.Pool{New: func() any { b := make([]byte, smallSize); return &b }}
-	largePool = sync.Pool{New: func() any { b := make([]byte, largeSize); return &b }}
+	smallPool = newPool(smallSize, 1024)
+	largePool = newPool(largeSize, 128)
 )
+
+// pool keeps at most a fixed number of free buffers. A sync.Pool would keep
+// every buffer a burst of a thousand tunnels borrowed alive across the next
+// garbage collection (its victim cache), and an idle daemon collects only
+// every two minutes: RSS would stay at its peak long after the tunnels end.
+type pool struct {
+	size int
+	free chan *[]byte
+}
+
+func newPool(size, keep int) *pool { return &pool{size: size, free: make(chan *[]byte, keep)} }
+
+func (p *pool) get() *[]byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+		b := make([]byte, p.size)
+		return &b
+	}
+}
+
+func (p *pool) put(b *[]byte) {
+	select {
+	case p.free <- b:
+	default: // enough kept; the collector takes this one
+	}
+}
 
 // Relay copies a→b and b→a until both directions end. It closes both ends
 // before it returns.
@@ -116,8 +144,8 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 // pipe copies src to dst until EOF, then half-closes dst. Any other error
 // aborts the whole relay through fail.
 func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 {
-	small := smallPool.Get().(*[]byte)
-	defer smallPool.Put(small)
+	small := smallPool.get()
+	defer smallPool.put(small)
 	var (
 		large    *[]byte   // borrowed while data flows
 		deadline time.Time // when a Read with large gives up waiting
@@ -125,7 +153,7 @@ func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 
 	)
 	defer func() {
 		if large != nil {
-			largePool.Put(large)
+			largePool.put(large)
 		}
 	}()
 	for {
@@ -159,7 +187,7 @@ func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 
 		case rerr == nil:
 			if large == nil && n == len(buf) {
 				// A full small read: more is likely waiting.
-				large = largePool.Get().(*[]byte)
+				large = largePool.get()
 			}
 			continue
 		case rerr == io.EOF:
@@ -169,7 +197,7 @@ func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 
 			return total
 		case large != nil && errors.Is(rerr, os.ErrDeadlineExceeded):
 			// Idle for holdLarge: wait on with the small buffer only.
-			largePool.Put(large)
+			largePool.put(large)
 			large, deadline = nil, time.Time{}
 			if err := src.SetReadDeadline(time.Time{}); err != nil {
 				fail(err, wire.StreamCodeAborted)

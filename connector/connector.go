@@ -378,16 +378,36 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		log.Warn("stream refused", logging.Reason(reason))
 		return
 	}
-	if _, err := st.Write(wire.AppendVerdict(nil, wire.VerdictOK, "")); err != nil {
-		tc.Close()
-		relay.Stream(st).Abort(wire.StreamCodeAborted)
-		log.Warn("stream refused", logging.Reason(fmt.Sprintf("write verdict: %v", err)))
-		return
-	}
 	log.Info("tunnel opened")
-	res := relay.Relay(ctx, relay.Stream(st), relay.TCP(tc), relay.Counters{})
+	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{})
 	log.Info("tunnel closed", logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
 		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))
+}
+
+// okFirst sends the ok verdict with the target's first bytes (or its FIN)
+// rather than in a packet of its own: the listener needs it only before it
+// relays those bytes, and the client's bytes flow without waiting for it.
+type okFirst struct {
+	relay.Conn
+	sent bool // only the relay's target→stream direction writes
+}
+
+func (o *okFirst) Write(p []byte) (int, error) {
+	if o.sent {
+		return o.Conn.Write(p)
+	}
+	o.sent = true
+	n, err := o.Conn.Write(append(wire.AppendVerdict(make([]byte, 0, 1+len(p)), wire.VerdictOK, ""), p...))
+	return max(n-1, 0), err
+}
+
+func (o *okFirst) CloseWrite() error {
+	if !o.sent {
+		if _, err := o.Write(nil); err != nil {
+			return err
+		}
+	}
+	return o.Conn.CloseWrite()
 }
 
 // dial connects to the target. With a policy, the policy decides, before

@@ -196,12 +196,13 @@ func expectEnd(t *testing.T, st *quic.Stream) {
 func roundTrip(t *testing.T, conn *quic.Conn, echo *net.TCPAddr, payload []byte) {
 	t.Helper()
 	st := openStream(t, conn)
-	write(t, st, header(t, echo))
+	// As the listener does: the client's bytes right behind the header.
+	// The ok verdict rides with the target's first bytes.
+	write(t, st, append(header(t, echo), payload...))
+	st.Close()
 	if v, reason := verdict(t, st); v != wire.VerdictOK {
 		t.Fatalf("verdict %s (%s), want ok", v, reason)
 	}
-	write(t, st, payload)
-	st.Close()
 	got, err := io.ReadAll(st)
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("echo: %q, %v; want %q", got, err, payload)

@@ -44,9 +44,15 @@ func echoOnce(t *testing.T, st *quic.Stream, b string) {
 func openTunnel(t *testing.T, conn *quic.Conn) *quic.Stream {
 	t.Helper()
 	st := openStream(t, conn)
-	write(t, st, header(t, testutil.EchoServer(t)))
+	// The ok verdict rides with the target's first bytes: an echo of the
+	// client's first message.
+	write(t, st, append(header(t, testutil.EchoServer(t)), "hello"...))
 	if v, reason := verdict(t, st); v != wire.VerdictOK {
 		t.Fatalf("verdict %s (%s), want ok", v, reason)
+	}
+	got := make([]byte, len("hello"))
+	if _, err := io.ReadFull(st, got); err != nil || string(got) != "hello" {
+		t.Fatalf("first echo: %q, %v", got, err)
 	}
 	return st
 }
@@ -125,7 +131,7 @@ func TestShutdownDrainsTunnels(t *testing.T) {
 	if len(r.logs.FilterMessage("drained").All()) != 1 || len(r.logs.FilterMessage("drain timeout, closing tunnels").All()) != 0 {
 		t.Fatal(`want "drained", not a drain timeout`)
 	}
-	if !testutil.Logged(r.logs, "tunnel closed", logging.KeyBytesUp, "22") { // "before" + "during the drain"
+	if !testutil.Logged(r.logs, "tunnel closed", logging.KeyBytesUp, "27") { // "hello" + "before" + "during the drain"
 		t.Error("the tunnel's bytes are not all logged")
 	}
 }

@@ -54,10 +54,10 @@ type Reloader struct {
 
 // material is one consistent load of the three files; never modified.
 type material struct {
-	cert   *tls.Certificate // Leaf set
-	pool   *x509.CertPool
-	cas    []*x509.Certificate // what pool holds, in file order (see CACerts)
-	sums   [3][sha256.Size]byte // of the certificate, key and CA files
+	cert *tls.Certificate // Leaf set
+	pool *x509.CertPool
+	cas  []*x509.Certificate  // what pool holds, in file order (see CACerts)
+	sums [3][sha256.Size]byte // of the certificate, key and CA files
 }
 
 // ReloaderOption tunes a Reloader.
@@ -167,10 +167,10 @@ func (r *Reloader) load() (*material, error) {
 		pool.AddCert(c)
 	}
 	return &material{
-		cert:   &cert,
-		pool:   pool,
-		cas:    slices.Clip(cas), // an append by a caller must not write into the snapshot
-		sums:   [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
+		cert: &cert,
+		pool: pool,
+		cas:  slices.Clip(cas), // an append by a caller must not write into the snapshot
+		sums: [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package listener
 import (
 	"crypto/tls"
 	"errors"
+	"net"
 	"strconv"
 	"sync/atomic"
 
@@ -116,6 +117,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 // Metrics is the listener's registry, for embedding and tests.
 func (l *Listener) Metrics() *prometheus.Registry { return l.metrics }
+
+// MetricsAddr is the bound address of SWL_METRICS_ADDR, nil without it.
+func (l *Listener) MetricsAddr() net.Addr {
+	if l.metricsSrv == nil {
+		return nil
+	}
+	return l.metricsSrv.Addr()
+}
 
 // ready is /readyz: the QUIC sockets and the state file are open from New
 // on; the listener is ready once Run has restored the stored ports, until

@@ -27,7 +27,7 @@ const (
 	reconnectLost          = "lost"           // any other end of a connection
 )
 
-var reconnectReasons = []string{reconnectGoingAway, reconnectRefused, reconnectTLS, reconnectConnectFailed,
+var reconnectReasons = [...]string{reconnectGoingAway, reconnectRefused, reconnectTLS, reconnectConnectFailed,
 	reconnectIdleTimeout, reconnectLost}
 
 // reconnectReason sorts why Run is about to connect again.
@@ -71,7 +71,7 @@ type stats struct {
 	streams    atomic.Int64
 	bytesUp    atomic.Int64
 	bytesDown  atomic.Int64
-	reconnects [6]atomic.Int64 // by reconnectReasons
+	reconnects [len(reconnectReasons)]atomic.Int64
 
 	mu         sync.Mutex       // guards dialFailed
 	dialFailed map[string]int64 // by target, at most maxDialTargets+1 keys

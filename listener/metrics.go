@@ -27,13 +27,13 @@ const (
 	reasonDuplicateUID = "duplicate_uid"      // its UID is connected, and answers
 )
 
-var refusalReasons = []string{
+var refusalReasons = [...]string{
 	tlsutil.ReasonNoCertificate, tlsutil.ReasonUnknownAuthority, tlsutil.ReasonExpired, tlsutil.ReasonBadUsage,
 	reasonRevoked, reasonSCEP, reasonDuplicateUID, tlsutil.ReasonOther,
 }
 
 // refusalCounts counts refused connectors by reason (refusalReasons order).
-type refusalCounts [8]atomic.Int64
+type refusalCounts [len(refusalReasons)]atomic.Int64
 
 func (r *refusalCounts) add(reason string) {
 	for i, name := range refusalReasons {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -139,6 +140,10 @@ type Config struct {
 	RenewSecret   string  `json:"renew_secret" envconfig:"SWC_RENEW_SECRET"`
 	RenewAt       float64 `json:"renew_at" envconfig:"SWC_RENEW_AT"`
 	CAFingerprint string  `json:"ca_fingerprint" envconfig:"SWC_CA_FINGERPRINT"`
+
+	// MetricsAddr, host:port, serves /metrics, /healthz and /readyz
+	// (ready = connected) without authentication; empty: none.
+	MetricsAddr string `json:"metrics_addr" envconfig:"SWC_METRICS_ADDR"`
 
 	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL"`
 	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT"`
@@ -285,6 +290,13 @@ func (c Config) Validate() error {
 			}
 		default:
 			add("allow (SWC_ALLOW) %v", err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			add("metrics_addr (SWC_METRICS_ADDR) %q is not host:port, e.g. 127.0.0.1:9091", c.MetricsAddr)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			add("metrics_addr (SWC_METRICS_ADDR) %q has port %q outside 0-65535", c.MetricsAddr, port)
 		}
 	}
 	if c.RetryMin > c.RetryMax {

@@ -55,6 +55,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	t.Setenv("SWC_IDLE_TIMEOUT", "90s")
 	t.Setenv("SWC_RETRY_MAX", "1m")
 	t.Setenv("SWC_DRAIN_TIMEOUT", "0s")
+	t.Setenv("SWC_METRICS_ADDR", "127.0.0.1:9091")
 
 	c, err := LoadConfig()
 	if err != nil {
@@ -68,6 +69,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	want.IdleTimeout = Duration(90 * time.Second)
 	want.RetryMax = Duration(time.Minute)
 	want.DrainTimeout = 0 // set, not defaulted: tunnels are cut at once
+	want.MetricsAddr = "127.0.0.1:9091"
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
 	}
@@ -164,8 +166,10 @@ func TestLoadConfigValidates(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Config{ServicePort: 70000, KeepAlive: Duration(time.Minute), IdleTimeout: Duration(time.Minute),
-		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second), DrainTimeout: -1}
+		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second), DrainTimeout: -1,
+		MetricsAddr: "9091"}
 	testutil.WantErr(t, c.Validate(),
+		`metrics_addr (SWC_METRICS_ADDR) "9091" is not host:port`,
 		"client_cert_path (SWC_CLIENT_CERT_PATH) is not set",
 		"client_key_path (SWC_CLIENT_KEY_PATH) is not set",
 		"ca_cert_path (SWC_CA_CERT_PATH) is not set",

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector/policy"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
+	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
@@ -43,6 +45,10 @@ type Connector struct {
 	addr     string
 	allow    *policy.Policy  // nil: every target is allowed
 	resolver policy.Resolver // looks target names up when allow is set
+
+	stats      stats
+	metrics    *prometheus.Registry
+	metricsSrv *metrics.Server // nil without SWC_METRICS_ADDR
 }
 
 // New loads the certificates; a missing or broken file stops the daemon here,
@@ -88,6 +94,14 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 		return nil, err // Validate has reported it already
 	}
 	c.resolver = net.DefaultResolver
+	c.metrics = metrics.NewRegistry()
+	c.metrics.MustRegister(&c.stats)
+	// Last: nothing after it can fail, and Run serves it.
+	if cfg.MetricsAddr != "" {
+		if c.metricsSrv, err = metrics.Listen("metrics_addr (SWC_METRICS_ADDR)", cfg.MetricsAddr, c.metrics, c.ready, log); err != nil {
+			return nil, err
+		}
+	}
 	if c.allow == nil {
 		log.Warn("SWC_ALLOW is not set: any target the listener names can be dialled")
 	} else {
@@ -140,6 +154,13 @@ func (c *Connector) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	if c.metricsSrv != nil {
+		wg.Go(func() {
+			if err := c.metricsSrv.Serve(ctx); err != nil {
+				c.log.Error("metrics server stopped", zap.Error(err))
+			}
+		})
+	}
 	if c.certs.Load() == nil {
 		if err := c.enrollUntilDone(ctx); err != nil {
 			return nil // only ctx ends it
@@ -173,7 +194,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		} else {
 			attempt = 0
 			since := time.Now()
+			c.stats.connected.Store(true)
 			reason = c.serve(ctx, conn)
+			c.stats.connected.Store(false)
 			closeTransport(tr)
 			if ctx.Err() != nil {
 				return nil
@@ -182,6 +205,7 @@ func (c *Connector) Run(ctx context.Context) error {
 				bo.Reset()
 			}
 		}
+		c.stats.reconnect(reconnectReason(reason, err != nil))
 		delay := bo.Next()
 		if isGoingAway(reason) {
 			// The listener is restarting: come back as soon as it is up.
@@ -373,13 +397,16 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		return
 	}
 	if err != nil {
+		c.stats.dialFailure(target)
 		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
 		c.refuse(st, wire.VerdictDialFailed, reason)
 		log.Warn("stream refused", logging.Reason(reason))
 		return
 	}
 	log.Info("tunnel opened")
-	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{})
+	c.stats.streams.Add(1)
+	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{AToB: &c.stats.bytesUp, BToA: &c.stats.bytesDown})
+	c.stats.streams.Add(-1)
 	log.Info("tunnel closed", logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
 		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))
 }

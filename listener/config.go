@@ -61,6 +61,10 @@ type Config struct {
 	APITokenFile string `envconfig:"SWL_API_TOKEN_FILE" desc:"file holding the API token, read at start"`
 	APIInsecure  bool   `envconfig:"SWL_API_INSECURE" desc:"serve the API on a non-loopback address without a token"`
 
+	// MetricsAddr moves /metrics off the API to an address of its own,
+	// served without authentication.
+	MetricsAddr string `envconfig:"SWL_METRICS_ADDR" desc:"host:port serving /metrics, /healthz and /readyz without a token; unset: /metrics is on the API"`
+
 	StatePath string `envconfig:"SWL_STATE_PATH" default:"./data/state.db" desc:"bbolt file keeping the opened ports across restarts"`
 
 	LogLevel  string `envconfig:"SWL_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -147,6 +151,11 @@ func (c Config) Validate() error {
 	}{{"SWL_MAX_CONNS_PER_PORT", c.MaxConnsPerPort}, {"SWL_MAX_CONNS_PER_UID", c.MaxConnsPerUID}, {"SWL_MAX_PORTS", c.MaxPorts}} {
 		if f.n < 0 {
 			add("%s=%d must not be negative (0 means unlimited)", f.name, f.n)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := checkHostPort(c.MetricsAddr); err != nil {
+			add("SWL_METRICS_ADDR=%q %v", c.MetricsAddr, err)
 		}
 	}
 	if c.StatePath == "" {
@@ -245,6 +254,18 @@ func SplitAddrs(list string) ([]string, error) {
 		return nil, errors.New("no address given")
 	}
 	return out, nil
+}
+
+// checkHostPort accepts host:port with a port in 0-65535 (0: any free one).
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("is not host:port, e.g. 127.0.0.1:9090")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("has port %q outside 0-65535", port)
+	}
+	return nil
 }
 
 func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }

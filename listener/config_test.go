@@ -121,8 +121,10 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	)
 
 	c = Config{Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
-		ProbeTimeout: -time.Second, DrainTimeout: -time.Second, MaxConnsPerPort: -1, MaxConnsPerUID: -2, MaxPorts: -3}
+		ProbeTimeout: -time.Second, DrainTimeout: -time.Second, MaxConnsPerPort: -1, MaxConnsPerUID: -2, MaxPorts: -3,
+		MetricsAddr: "9090"}
 	testutil.WantErr(t, c.Validate(),
+		`SWL_METRICS_ADDR="9090" is not host:port`,
 		"SWL_PROBE_TIMEOUT=-1s must not be negative", "SWL_DRAIN_TIMEOUT=-1s must not be negative",
 		"SWL_MAX_CONNS_PER_PORT=-1 must not be negative (0 means unlimited)",
 		"SWL_MAX_CONNS_PER_UID=-2 must not be negative", "SWL_MAX_PORTS=-3 must not be negative")

@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
+	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -55,7 +58,12 @@ type Listener struct {
 
 	probes   uidLocks // one liveness probe per UID at a time
 	uidConns uidConns // tunnelled connections per UID, for SWL_MAX_CONNS_PER_UID
-	refused  refusals // clients of opened ports reset, by reason
+
+	metrics           *prometheus.Registry
+	metricsSrv        *metrics.Server // nil without SWL_METRICS_ADDR
+	streamOpen        prometheus.Histogram
+	outcomes          [numOutcomes]atomic.Int64 // clients of opened ports, by outcome
+	refusedConnectors refusalCounts             // by reason
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
@@ -87,6 +95,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		return nil, err
 	}
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
+	l.initMetrics()
 	token, err := cfg.apiToken()
 	if err != nil {
 		l.closeAuth()
@@ -96,9 +105,13 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		log.Warn("api has no token on a non-loopback address (SWL_API_INSECURE=true): whoever reaches it can open ports",
 			zap.String("addrs", cfg.APIAddrs))
 	}
-	l.api = api.New(l, log, api.WithToken(token))
+	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready)}
+	if cfg.MetricsAddr == "" {
+		apiOpts = append(apiOpts, api.WithMetrics(metrics.Handler(l.metrics)))
+	}
+	l.api = api.New(l, log, apiOpts...)
 
-	tlsConf := certs.ServerConfig()
+	tlsConf := certs.ServerConfig(l.handshakeRefused)
 	quicConf := &quic.Config{
 		MaxIdleTimeout:  cfg.IdleTimeout,
 		KeepAlivePeriod: cfg.KeepAlive,
@@ -126,6 +139,13 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 			return nil, fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
 		}
 		l.apiLns = append(l.apiLns, ln)
+	}
+	if cfg.MetricsAddr != "" {
+		if l.metricsSrv, err = metrics.Listen("SWL_METRICS_ADDR", cfg.MetricsAddr, l.metrics, l.ready, log); err != nil {
+			l.closeSockets()
+			l.closeAuth()
+			return nil, err
+		}
 	}
 	// Last: the file stays locked until Run ends, and nothing after this
 	// can fail.
@@ -165,6 +185,9 @@ func (l *Listener) closeSockets() {
 	}
 	for _, ln := range l.apiLns {
 		ln.Close()
+	}
+	if l.metricsSrv != nil {
+		l.metricsSrv.Close()
 	}
 }
 
@@ -208,7 +231,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	l.mu.Unlock()
 
 	var wg sync.WaitGroup
-	fatal := make(chan error, len(l.apiLns))
+	fatal := make(chan error, len(l.apiLns)+1)
 	servers := make([]*http.Server, len(l.apiLns))
 	for i, ln := range l.apiLns {
 		srv := &http.Server{
@@ -229,6 +252,15 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	for _, ln := range l.quicLns {
 		wg.Go(func() { l.acceptConnectors(ctx, connCtx, ln, &wg) })
+	}
+	if l.metricsSrv != nil {
+		// Until the very end: a scrape during the drain is worth having.
+		wg.Go(func() {
+			if err := l.metricsSrv.Serve(connCtx); err != nil {
+				fatal <- err
+				cancel()
+			}
+		})
 	}
 	wg.Go(func() { _ = l.certs.Run(ctx) })
 	wg.Go(func() { memtrim.Run(ctx, l.log) })
@@ -299,14 +331,24 @@ func (l *Listener) acceptConnectors(ctx, connCtx context.Context, ln *quic.Liste
 // certificate has been verified before anything here acts on the connection.
 func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	remote := conn.RemoteAddr().String()
-	uid, err := l.verifier.Verify(ctx, conn.ConnectionState().TLS)
+	log := l.log.With(logging.Remote(remote))
+	// The handshake verified the chain but leaves none in the state (see
+	// tlsutil); the CRL judges the CAs of the chains.
+	state := conn.ConnectionState().TLS
+	chains, err := l.certs.VerifyClient(state.PeerCertificates)
 	if err != nil {
-		l.log.Warn("connector refused", logging.Remote(remote), logging.Reason(err.Error()))
-		_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
+		// The CA file changed since the handshake.
+		l.refuseConnector(conn, log, tlsutil.RefusalReason(err), err)
 		return
 	}
-	log := l.log.With(logging.UID(uid), logging.Remote(remote))
-	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now()}
+	state.VerifiedChains = chains
+	uid, err := l.verifier.Verify(ctx, state)
+	if err != nil {
+		l.refuseConnector(conn, log, l.verifyReason(state, err), err)
+		return
+	}
+	log = log.With(logging.UID(uid))
+	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state}
 	if !l.bindSession(ctx, s, log) {
 		return
 	}
@@ -315,14 +357,13 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	// list is replaced before dropRevoked lists the sessions, so checking
 	// again now that this one is bound leaves no gap.
 	if l.crl != nil {
-		if err := l.crl.Check(conn.ConnectionState().TLS); err != nil {
+		if err := l.crl.Check(s.TLS); err != nil {
 			l.sessions.Unbind(s)
-			log.Warn("connector refused", logging.Reason(err.Error()))
-			_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
+			l.refuseConnector(conn, log, l.verifyReason(s.TLS, err), err)
 			return
 		}
 	}
-	leaf := conn.ConnectionState().TLS.PeerCertificates[0]
+	leaf := s.TLS.PeerCertificates[0]
 	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
 	select {
 	case <-conn.Context().Done():
@@ -440,6 +481,37 @@ func (l *Listener) List() []api.Port {
 	}
 	l.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
+
+// Live implements api.Service.
+func (l *Listener) Live(port int) *api.Live {
+	l.mu.Lock()
+	b := l.ports[port]
+	l.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	return &api.Live{ActiveConnections: b.active.Load(), BytesUp: b.bytesUp.Load(), BytesDown: b.bytesDown.Load()}
+}
+
+// Connections implements api.Service: the connected connectors, by UID.
+func (l *Listener) Connections() []api.Connection {
+	sessions := l.sessions.All()
+	out := make([]api.Connection, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, api.Connection{
+			UID:            s.UID,
+			Remote:         s.Remote,
+			ConnectedSince: s.Since.UTC(),
+			CertNotAfter:   s.TLS.PeerCertificates[0].NotAfter.UTC(),
+			RTTSeconds:     s.Conn.ConnectionStats().SmoothedRTT.Seconds(),
+			ActiveStreams:  s.Streams.Load(),
+			BytesUp:        s.BytesUp.Load(),
+			BytesDown:      s.BytesDown.Load(),
+			Draining:       s.Draining.Load(),
+		})
+	}
 	return out
 }
 

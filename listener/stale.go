@@ -58,7 +58,8 @@ func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *za
 		}
 		if state == alive {
 			reason := fmt.Sprintf("uid %s is already connected from %s", s.UID, bound.Remote)
-			log.Warn("connector refused", logging.Reason(reason), zap.String("probe", why))
+			l.refusedConnectors.add(reasonDuplicateUID)
+			log.Warn("connector refused", logging.Reason(reason), zap.String("refusal", reasonDuplicateUID), zap.String("probe", why))
 			_ = s.Conn.CloseWithError(wire.CodeDuplicateUID, reason)
 			return false
 		}

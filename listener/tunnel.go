@@ -28,6 +28,11 @@ type binding struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // accept loops and tunnels
 	conns  atomic.Int64   // tunnels running now, refused ones included
+	active atomic.Int64   // tunnels relaying now
+
+	// Bytes tunnelled since the port was opened, counted as they pass.
+	bytesUp   atomic.Int64 // client → target
+	bytesDown atomic.Int64 // target → client
 }
 
 // bind listens on the port on every configured address and starts accepting.
@@ -81,8 +86,8 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	start := time.Now()
 	log := l.log.With(logging.UID(b.spec.UID), logging.Port(b.spec.Port), logging.Target(b.target),
 		logging.Remote(client.RemoteAddr().String()))
-	refuse := func(count *atomic.Int64, reason string) {
-		count.Add(1)
+	refuse := func(o outcome, reason string) {
+		l.outcomes[o].Add(1)
 		// A reset, not a clean close: the client must not take an empty
 		// answer for a real one.
 		relay.TCP(client).Abort(0)
@@ -94,29 +99,29 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	n := b.conns.Add(1)
 	defer b.conns.Add(-1)
 	if limit := l.cfg.MaxConnsPerPort; limit > 0 && n > int64(limit) {
-		refuse(&l.refused.portLimit, fmt.Sprintf("limit: %d connections on port %d (SWL_MAX_CONNS_PER_PORT)", limit, b.spec.Port))
+		refuse(outcomePortLimit, fmt.Sprintf("limit: %d connections on port %d (SWL_MAX_CONNS_PER_PORT)", limit, b.spec.Port))
 		return
 	}
 	if !l.uidConns.acquire(b.spec.UID, l.cfg.MaxConnsPerUID) {
-		refuse(&l.refused.uidLimit, fmt.Sprintf("limit: %d connections for uid %s (SWL_MAX_CONNS_PER_UID)", l.cfg.MaxConnsPerUID, b.spec.UID))
+		refuse(outcomeUIDLimit, fmt.Sprintf("limit: %d connections for uid %s (SWL_MAX_CONNS_PER_UID)", l.cfg.MaxConnsPerUID, b.spec.UID))
 		return
 	}
 	defer l.uidConns.release(b.spec.UID)
 
 	s := l.sessions.Get(b.spec.UID)
 	if s == nil {
-		refuse(&l.refused.notConnected, "connector not connected")
+		refuse(outcomeNoConnector, "connector not connected")
 		return
 	}
 	if s.Draining.Load() {
-		refuse(&l.refused.notConnected, "connector going away")
+		refuse(outcomeNoConnector, "connector going away")
 		return
 	}
 	openCtx, cancel := context.WithTimeout(b.ctx, l.cfg.StreamOpenTimeout)
 	st, err := s.Conn.OpenStreamSync(openCtx)
 	cancel()
 	if err != nil {
-		refuse(&l.refused.streamFailed, fmt.Sprintf("open stream: %v", err))
+		refuse(outcomeStreamFailed, fmt.Sprintf("open stream: %v", err))
 		return
 	}
 	hdr := wire.Header{
@@ -133,19 +138,26 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	}
 	if err != nil {
 		relay.Stream(st).Abort(wire.StreamCodeAborted)
-		refuse(&l.refused.streamFailed, fmt.Sprintf("write stream header: %v", err))
+		refuse(outcomeStreamFailed, fmt.Sprintf("write stream header: %v", err))
 		return
 	}
+	l.streamOpen.Observe(time.Since(start).Seconds())
 	s.Streams.Add(1)
 	defer s.Streams.Add(-1)
+	b.active.Add(1)
+	defer b.active.Add(-1)
 	log = log.With(logging.Stream(int64(st.StreamID())))
 	log.Info("tunnel opened")
-	res := relay.Relay(b.ctx, relay.TCP(client), &verdictConn{Conn: relay.Stream(st)}, relay.Counters{})
+	vc := &verdictConn{Conn: relay.Stream(st), ok: &l.outcomes[outcomeOK]}
+	res := relay.Relay(b.ctx, relay.TCP(client), vc, relay.Counters{
+		AToB: &b.bytesUp, BToA: &b.bytesDown,
+		Also: &relay.Counters{AToB: &s.BytesUp, BToA: &s.BytesDown},
+	})
 	fields := []zap.Field{logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
 		logging.Duration(time.Since(start)), logging.Reason(tunnelReason(res.Err))}
 	var refused *RefusedError
 	if errors.As(res.Err, &refused) {
-		l.refused.byConnector.Add(1)
+		l.outcomes[verdictOutcome(refused.Verdict)].Add(1)
 		if refused.Verdict == wire.VerdictGoingAway {
 			// It drains: the next clients are refused without a stream,
 			// and a newcomer of its UID may take its place.
@@ -153,6 +165,9 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		}
 		log.Warn("tunnel refused by connector", fields...)
 		return
+	}
+	if !vc.answered {
+		l.outcomes[outcomeAborted].Add(1)
 	}
 	log.Info("tunnel closed", fields...)
 }
@@ -175,7 +190,9 @@ func (e *RefusedError) Error() string {
 // reset the client at once. Only the relay's stream→client direction reads.
 type verdictConn struct {
 	relay.Conn
-	checked bool
+	ok       *atomic.Int64 // counts an ok verdict as it arrives
+	checked  bool
+	answered bool // a verdict was read; read it only after the relay
 }
 
 func (v *verdictConn) Read(p []byte) (int, error) {
@@ -185,9 +202,11 @@ func (v *verdictConn) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("read verdict: %w", err)
 		}
+		v.answered = true
 		if verdict != wire.VerdictOK {
 			return 0, &RefusedError{Verdict: verdict, Reason: reason}
 		}
+		v.ok.Add(1)
 	}
 	return v.Conn.Read(p)
 }

@@ -86,7 +86,7 @@ func (l *Listener) closeAuth() {
 // serveConnector itself.
 func (l *Listener) dropRevoked() {
 	for _, s := range l.sessions.All() {
-		if err := l.crl.Check(s.Conn.ConnectionState().TLS); err != nil {
+		if err := l.crl.Check(s.TLS); err != nil {
 			l.disconnect(s, err.Error())
 		}
 	}
@@ -181,7 +181,7 @@ func (l *Listener) recheck(ctx context.Context, s *registry.Session) error {
 	if s.Conn.Context().Err() != nil {
 		return nil // gone already; serveConnector unbinds it
 	}
-	uid, err := auth.Recheck(ctx, l.verifier, s.Conn.ConnectionState().TLS)
+	uid, err := auth.Recheck(ctx, l.verifier, s.TLS)
 	switch {
 	case ctx.Err() != nil:
 		return nil // shutting down: no verdict to act on

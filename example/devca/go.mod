@@ -13,7 +13,7 @@ require (
 
 require (
 	go.uber.org/multierr v1.10.0 // indirect
-	golang.org/x/crypto v0.54.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 )
 
 replace github.com/socket-warp/socket-warp/shared => ../../shared

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
@@ -38,6 +41,30 @@ func TestRefusedWithoutClientCertificate(t *testing.T) {
 	if !errors.As(err, &te) || !te.Remote || !te.ErrorCode.IsCryptoError() {
 		t.Fatalf("dial without a client certificate: %v, want a TLS refusal from the listener", err)
 	}
+	wantRefusalLogged(t, rl, "no_certificate", "client sent no certificate")
+}
+
+// wantRefusalLogged checks that the listener explained a TLS refusal in one
+// warn line with the client's address and the reason, and counted it.
+func wantRefusalLogged(t *testing.T, rl *runningListener, label, reason string) {
+	t.Helper()
+	testutil.Eventually(t, "listener logs the refusal", func() bool {
+		return testutil.Logged(rl.logs, "connector refused", "refusal", label)
+	})
+	for _, e := range rl.logs.FilterMessage("connector refused").All() {
+		f := e.ContextMap()
+		if f["refusal"] != label {
+			continue
+		}
+		if e.Level.String() != "warn" || !strings.HasPrefix(fmt.Sprint(f["remote"]), "127.0.0.1:") ||
+			!strings.Contains(fmt.Sprint(f["reason"]), reason) {
+			t.Errorf("refusal logged as %s %v, want warn with remote 127.0.0.1:… and a reason naming %q", e.Level, f, reason)
+		}
+	}
+	m := testutil.Scrape(t, rl.api+"/metrics", "")
+	if n, _ := m.Value("socketwarp_listener_handshake_refusals_total", "reason", label); n < 1 {
+		t.Errorf("handshake refusals %s = %v, want at least 1", label, n)
+	}
 }
 
 func TestRefusedCertificateFromAnotherCA(t *testing.T) {
@@ -53,6 +80,7 @@ func TestRefusedCertificateFromAnotherCA(t *testing.T) {
 	if rl.Connected("swc-1") {
 		t.Fatal("a certificate from another CA was bound")
 	}
+	wantRefusalLogged(t, rl, "unknown_authority", "certificate signed by unknown authority")
 }
 
 func TestConnectorRejectsServerNameMismatch(t *testing.T) {
@@ -67,6 +95,10 @@ func TestConnectorRejectsServerNameMismatch(t *testing.T) {
 	if rl.Connected("swc-1") {
 		t.Fatal("connector bound despite a server name mismatch")
 	}
+	// The connector refused: the listener has nothing to explain.
+	if n := rl.logs.FilterMessage("connector refused").Len(); n != 0 {
+		t.Errorf("listener logged %d refusals of a connector that refused it", n)
+	}
 }
 
 func TestServerAddressDialledNameVerified(t *testing.T) {
@@ -75,5 +107,30 @@ func TestServerAddressDialledNameVerified(t *testing.T) {
 	port := rl.open(t, "swc-1", testutil.EchoServer(t))
 	if got := roundTrip(t, dialPort(t, port), []byte("ok")); string(got) != "ok" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// An expired certificate and one without the clientAuth usage are refused
+// in the handshake, each explained in the listener's log and counted.
+func TestRefusedExpiredOrWrongUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name, label, reason string
+		opts                pki.LeafOptions
+	}{
+		{"expired", "expired", "certificate has expired", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Client,
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}},
+		{"serverAuth only", "bad_usage", "incompatible key usage", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Server}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			rl := e.startListener(e.listenerConfig())
+			cfg := e.connectorConfig("swc-1", rl.quicPort())
+			cfg.ClientCertPath, cfg.ClientKeyPath = e.pki.Issue(t, "bad-client", tc.opts)
+			e.startConnector(cfg)
+			wantRefusalLogged(t, rl, tc.label, tc.reason)
+			if rl.Connected("swc-1") {
+				t.Fatal("bound")
+			}
+		})
 	}
 }

@@ -14,11 +14,14 @@ import (
 	"net/http"
 	"strings"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/shared/metrics"
 )
 
 // MaxBodyBytes caps request bodies; the largest valid one is far smaller.
@@ -47,11 +50,41 @@ type Port struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Live are the figures of a served port, added to its entry in GET /list.
+type Live struct {
+	ActiveConnections int64 `json:"active_connections"` // tunnelled now
+	BytesUp           int64 `json:"bytes_up"`           // client → target, since the port was opened
+	BytesDown         int64 `json:"bytes_down"`         // target → client
+}
+
+// Connection is a connected connector, in GET /connections.
+type Connection struct {
+	UID            string    `json:"uid"`
+	Remote         string    `json:"remote"`
+	ConnectedSince time.Time `json:"connected_since"`
+	CertNotAfter   time.Time `json:"cert_not_after"`
+	RTTSeconds     float64   `json:"rtt_seconds"` // smoothed QUIC round-trip time
+	ActiveStreams  int64     `json:"active_streams"`
+	BytesUp        int64     `json:"bytes_up"` // tunnelled over this connection
+	BytesDown      int64     `json:"bytes_down"`
+	Draining       bool      `json:"draining"` // it said it is going away
+}
+
 // Service is what the API drives.
 type Service interface {
 	Open(ctx context.Context, p Port) error
 	Close(ctx context.Context, port int) (Port, error)
 	List() []Port
+	// Live is nil for a port that is not served (any more).
+	Live(port int) *Live
+	Connections() []Connection
+}
+
+// listEntry is a port in GET /list: the Port fields, then the Live ones
+// when it is served.
+type listEntry struct {
+	Port
+	*Live
 }
 
 // New returns the echo server with every route registered.
@@ -73,6 +106,14 @@ func New(svc Service, log *zap.Logger, opts ...Option) *echo.Echo {
 	e.POST("/open", h.open)
 	e.DELETE("/close", h.close)
 	e.GET("/list", h.list)
+	e.GET("/connections", h.connections)
+	if o.metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(o.metrics))
+	}
+	if o.ready != nil {
+		e.GET("/healthz", echo.WrapHandler(metrics.Healthz()))
+		e.GET("/readyz", echo.WrapHandler(metrics.Readyz(o.ready)))
+	}
 	return e
 }
 
@@ -166,10 +207,23 @@ func (h *handlers) close(c echo.Context) error {
 
 func (h *handlers) list(c echo.Context) error {
 	ports := h.svc.List()
-	if ports == nil {
-		ports = []Port{}
+	out := make([]listEntry, 0, len(ports))
+	for _, p := range ports {
+		e := listEntry{Port: p}
+		if p.Error == "" {
+			e.Live = h.svc.Live(p.Port)
+		}
+		out = append(out, e)
 	}
-	return c.JSON(http.StatusOK, ports)
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handlers) connections(c echo.Context) error {
+	conns := h.svc.Connections()
+	if conns == nil {
+		conns = []Connection{}
+	}
+	return c.JSON(http.StatusOK, conns)
 }
 
 // decode reads exactly one JSON object with only known fields. The

@@ -71,6 +71,15 @@ func (s *service) List() []Port {
 	return out
 }
 
+// Connections lists one connector, so that GET /connections has a shape
+// to check.
+func (s *service) Connections() []Connection {
+	return []Connection{{UID: "swc-1", Remote: "192.0.2.1:4433", ActiveStreams: 2, BytesUp: 10, BytesDown: 20}}
+}
+
+// Live gives every port the same figures: the API only passes them on.
+func (s *service) Live(int) *Live { return &Live{ActiveConnections: 1, BytesUp: 10, BytesDown: 20} }
+
 func serve(t *testing.T, svc Service) string {
 	t.Helper()
 	srv := httptest.NewServer(New(svc, zap.NewNop()))
@@ -237,8 +246,15 @@ func TestOpenListClose(t *testing.T) {
 	if r = call(t, http.MethodPost, url+"/open", body); r.status != http.StatusOK || r.body != body {
 		t.Fatalf("open: %d %s", r.status, r.body)
 	}
-	if r = call(t, http.MethodGet, url+"/list", ""); r.status != http.StatusOK || r.body != "["+body+"]" {
-		t.Fatalf("list: %d %s", r.status, r.body)
+	// The fields of /open, then the live ones.
+	const listed = `{"uid":"swc-1","port":8022,"connect_address":"10.0.0.5","connect_port":22,` +
+		`"active_connections":1,"bytes_up":10,"bytes_down":20}`
+	if r = call(t, http.MethodGet, url+"/list", ""); r.status != http.StatusOK || r.body != "["+listed+"]" {
+		t.Fatalf("list: %d %s, want [%s]", r.status, r.body, listed)
+	}
+	if r = call(t, http.MethodGet, url+"/connections", ""); r.status != http.StatusOK ||
+		!strings.Contains(r.body, `"uid":"swc-1","remote":"192.0.2.1:4433"`) || !strings.Contains(r.body, `"active_streams":2,"bytes_up":10,"bytes_down":20`) {
+		t.Fatalf("connections: %d %s", r.status, r.body)
 	}
 	if r = call(t, http.MethodDelete, url+"/close", `{"port":8022}`); r.status != http.StatusOK || r.body != body {
 		t.Fatalf("close: %d %s", r.status, r.body)

@@ -20,8 +20,27 @@ const UnauthorizedMessage = "missing or wrong bearer token: send the header 'Aut
 type Option func(*options)
 
 type options struct {
-	token string
+	token   string
+	ready   func() error // nil: no /healthz, /readyz
+	metrics http.Handler // nil: no /metrics
 }
+
+// WithHealth serves GET /healthz (200 while the process serves) and GET
+// /readyz (200 when ready returns nil, else 503 with its error). Both are
+// open without the token: probes of an orchestrator carry none, and they
+// tell nothing beyond up or down.
+func WithHealth(ready func() error) Option {
+	return func(o *options) { o.ready = ready }
+}
+
+// WithMetrics serves h on GET /metrics, behind the token like the rest of
+// the API (Prometheus sends one with authorization.credentials).
+func WithMetrics(h http.Handler) Option {
+	return func(o *options) { o.metrics = h }
+}
+
+// public are the paths requireToken lets through: health probes only.
+var public = map[string]bool{"/healthz": true, "/readyz": true}
 
 // WithToken makes every request need the header "Authorization: Bearer
 // <token>". An empty token changes nothing.
@@ -38,6 +57,9 @@ func requireToken(token string, log *zap.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
+			if public[req.URL.Path] && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
+				return next(c)
+			}
 			header := req.Header.Get(echo.HeaderAuthorization)
 			// The scheme is case-insensitive (RFC 9110 §11.1); it is no
 			// secret, the credential is.

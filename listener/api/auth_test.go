@@ -111,3 +111,40 @@ func TestNoTokenNoCheck(t *testing.T) {
 		t.Fatalf("list with an empty token: %d %s", r.status, r.body)
 	}
 }
+
+// TestHealthAndMetricsWithToken: /healthz and /readyz answer without the
+// token (probes carry none), /metrics and /connections need it like the
+// rest of the API, and a POST to a health path is no way around the token.
+func TestHealthAndMetricsWithToken(t *testing.T) {
+	ready := fmt.Errorf("starting")
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("socketwarp_test 1\n"))
+	})
+	srv := httptest.NewServer(New(&service{ports: map[int]Port{}}, zap.NewNop(), WithToken(testToken),
+		WithHealth(func() error { return ready }), WithMetrics(metrics)))
+	t.Cleanup(srv.Close)
+
+	if r, _ := callAs(t, http.MethodGet, srv.URL+"/healthz", "", ""); r.status != http.StatusOK {
+		t.Errorf("/healthz without token: %d %s", r.status, r.body)
+	}
+	if r, _ := callAs(t, http.MethodGet, srv.URL+"/readyz", "", ""); r.status != http.StatusServiceUnavailable ||
+		!strings.Contains(r.body, "not ready: starting") {
+		t.Errorf("/readyz while starting: %d %s", r.status, r.body)
+	}
+	ready = nil
+	if r, _ := callAs(t, http.MethodGet, srv.URL+"/readyz", "", ""); r.status != http.StatusOK {
+		t.Errorf("/readyz when ready: %d %s", r.status, r.body)
+	}
+	for _, path := range []string{"/metrics", "/connections"} {
+		if r, _ := callAs(t, http.MethodGet, srv.URL+path, "", ""); r.status != http.StatusUnauthorized {
+			t.Errorf("%s without token: %d, want 401", path, r.status)
+		}
+		if r, _ := callAs(t, http.MethodGet, srv.URL+path, "Bearer "+testToken, ""); r.status != http.StatusOK {
+			t.Errorf("%s with token: %d %s", path, r.status, r.body)
+		}
+	}
+	if r, _ := callAs(t, http.MethodPost, srv.URL+"/healthz", "", ""); r.status != http.StatusUnauthorized {
+		t.Errorf("POST /healthz without token: %d, want 401", r.status)
+	}
+}

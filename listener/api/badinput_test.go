@@ -32,6 +32,10 @@ func (s *recorder) Close(_ context.Context, port int) (Port, error) {
 
 func (s *recorder) List() []Port { return nil }
 
+func (s *recorder) Connections() []Connection { return nil }
+
+func (s *recorder) Live(int) *Live { return nil }
+
 func (s *recorder) calls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

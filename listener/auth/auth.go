@@ -25,6 +25,10 @@ var ErrRefused = errors.New("refused")
 // whose Recheck fails only with ErrUnavailable may be kept.
 var ErrUnavailable = errors.New("verification unavailable")
 
+// ErrRevoked wraps, besides ErrRefused, a refusal because the CRL lists the
+// certificate or one of its CAs.
+var ErrRevoked = errors.New("revoked")
+
 // Verifier names the peer of a completed handshake.
 type Verifier interface {
 	Verify(ctx context.Context, state tls.ConnectionState) (uid string, err error)

@@ -267,7 +267,7 @@ func (c *CRL) Check(state tls.ConnectionState) error {
 		return &refusal{msg: "no usable CRL: the one in use is " + err.Error(), unavailable: true, cause: errCRLDistrusted}
 	}
 	if leaf := state.PeerCertificates[0]; l.revoked(leaf) {
-		return &refusal{msg: fmt.Sprintf("certificate serial %s is revoked (CRL)", leaf.SerialNumber)}
+		return &refusal{msg: fmt.Sprintf("certificate serial %s is revoked (CRL)", leaf.SerialNumber), cause: ErrRevoked}
 	}
 	var first error
 	for _, chain := range state.VerifiedChains {
@@ -311,7 +311,7 @@ func (l *crlList) checkCAs(chain []*x509.Certificate) error {
 	for i, ca := range chain {
 		if i > 0 && l.revoked(ca) {
 			return &refusal{msg: fmt.Sprintf("issuing CA certificate %q serial %s is revoked (CRL)",
-				printable(ca.Subject.CommonName), ca.SerialNumber)}
+				printable(ca.Subject.CommonName), ca.SerialNumber), cause: ErrRevoked}
 		}
 	}
 	return nil

@@ -498,6 +498,9 @@ func TestCRLCheckChain(t *testing.T) {
 	}
 	err = crl.Check(state)
 	wantRefusal(t, err, `issuing CA certificate "crl test intermediate" serial 4242 is revoked (CRL)`, false)
+	if !errors.Is(err, ErrRevoked) {
+		t.Errorf("error %q does not wrap ErrRevoked", err)
+	}
 	if crl.Revoked(leaf) {
 		t.Error("the leaf itself is not on the list")
 	}
@@ -542,6 +545,9 @@ func TestCRLFollowsCARotation(t *testing.T) {
 		return fmt.Sprintf("certificate serial %s is revoked (CRL)", cert.SerialNumber)
 	}
 	wantRefusal(t, c.Check(stateOf(oldRevoked)), revokedMsg(oldRevoked), false)
+	if err := c.Check(stateOf(oldRevoked)); !errors.Is(err, ErrRevoked) {
+		t.Errorf("error %q does not wrap ErrRevoked", err)
+	}
 
 	cas.set(nextCA.Cert) // the old CA is gone from the CA file
 	for _, cert := range []*x509.Certificate{newGood, newRevoked, oldRevoked} {

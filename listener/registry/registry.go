@@ -7,6 +7,7 @@
 package registry
 
 import (
+	"crypto/tls"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,14 @@ type Session struct {
 	Conn   *quic.Conn
 	Remote string
 	Since  time.Time
+	// TLS is the connection's TLS state with the chains its certificate
+	// was verified by (the handshake state has none: see tlsutil).
+	TLS tls.ConnectionState
 
 	Streams atomic.Int64 // tunnelled connections open right now
+	// Bytes tunnelled over this connection, counted as they pass.
+	BytesUp   atomic.Int64 // client → target
+	BytesDown atomic.Int64 // target → client
 	// Draining is set once the connector said it is going away: it takes
 	// no new tunnel, and a newcomer of the same UID may take its place.
 	Draining atomic.Bool

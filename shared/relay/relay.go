@@ -47,6 +47,24 @@ var ErrClosed = errors.New("relay closed")
 type Counters struct {
 	AToB *atomic.Int64
 	BToA *atomic.Int64
+	// Also, when set, counts the same bytes once more: per port and per
+	// connector at once, say.
+	Also *Counters
+}
+
+// each returns the counters of one direction along the chain.
+func (c Counters) each(aToB bool) []*atomic.Int64 {
+	var out []*atomic.Int64
+	for cur := &c; cur != nil; cur = cur.Also {
+		n := cur.BToA
+		if aToB {
+			n = cur.AToB
+		}
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Result says how a relay ended.
@@ -126,9 +144,9 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bToA = pipe(a, b, counters.BToA, fail)
+		bToA = pipe(a, b, counters.each(false), fail)
 	}()
-	aToB := pipe(b, a, counters.AToB, fail)
+	aToB := pipe(b, a, counters.each(true), fail)
 	<-done
 	// Both directions are over: a late cancellation must not reset streams
 	// whose FIN is still in flight, nor outlive this call.
@@ -143,7 +161,7 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 
 // pipe copies src to dst until EOF, then half-closes dst. Any other error
 // aborts the whole relay through fail.
-func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 {
+func pipe(dst, src Conn, counters []*atomic.Int64, fail func(error, uint64)) int64 {
 	small := smallPool.get()
 	defer smallPool.put(small)
 	var (
@@ -175,8 +193,8 @@ func pipe(dst, src Conn, counter *atomic.Int64, fail func(error, uint64)) int64 
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
 			total += int64(w)
-			if counter != nil {
-				counter.Add(int64(w))
+			for _, c := range counters {
+				c.Add(int64(w))
 			}
 			if werr != nil {
 				fail(werr, wire.StreamCodeAborted)

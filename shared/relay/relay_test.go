@@ -32,8 +32,9 @@ func TestRelayCopiesBytesIntact(t *testing.T) {
 		} {
 			t.Run(fmt.Sprintf("%s/up=%d/down=%d", tp.name, size.up, size.down), func(t *testing.T) {
 				near, far, a, b := tp.build(t)
-				var aToB, bToA atomic.Int64
-				r := startRelay(t, a, b, Counters{AToB: &aToB, BToA: &bToA})
+				var aToB, bToA, alsoAToB, alsoBToA atomic.Int64
+				r := startRelay(t, a, b, Counters{AToB: &aToB, BToA: &bToA,
+					Also: &Counters{AToB: &alsoAToB, BToA: &alsoBToA}})
 
 				up, down := testutil.RandomBytes(t, size.up), testutil.RandomBytes(t, size.down)
 				nearSent, farSent := goSend(near, up), goSend(far, down)
@@ -66,6 +67,9 @@ func TestRelayCopiesBytesIntact(t *testing.T) {
 				}
 				if aToB.Load() != int64(size.up) || bToA.Load() != int64(size.down) {
 					t.Errorf("Counters AToB=%d BToA=%d, want %d and %d", aToB.Load(), bToA.Load(), size.up, size.down)
+				}
+				if alsoAToB.Load() != int64(size.up) || alsoBToA.Load() != int64(size.down) {
+					t.Errorf("Counters.Also AToB=%d BToA=%d, want %d and %d", alsoAToB.Load(), alsoBToA.Load(), size.up, size.down)
 				}
 			})
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,11 +54,10 @@ type Reloader struct {
 
 // material is one consistent load of the three files; never modified.
 type material struct {
-	cert   *tls.Certificate // Leaf set
-	pool   *x509.CertPool
-	cas    []*x509.Certificate // what pool holds, in file order (see CACerts)
-	server *tls.Config
-	sums   [3][sha256.Size]byte // of the certificate, key and CA files
+	cert *tls.Certificate // Leaf set
+	pool *x509.CertPool
+	cas  []*x509.Certificate  // what pool holds, in file order (see CACerts)
+	sums [3][sha256.Size]byte // of the certificate, key and CA files
 }
 
 // ReloaderOption tunes a Reloader.
@@ -167,11 +167,10 @@ func (r *Reloader) load() (*material, error) {
 		pool.AddCert(c)
 	}
 	return &material{
-		cert:   &cert,
-		pool:   pool,
-		cas:    slices.Clip(cas), // an append by a caller must not write into the snapshot
-		server: ServerConfig(cert, pool),
-		sums:   [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
+		cert: &cert,
+		pool: pool,
+		cas:  slices.Clip(cas), // an append by a caller must not write into the snapshot
+		sums: [3][sha256.Size]byte{sha256.Sum256(certPEM), sha256.Sum256(keyPEM), sha256.Sum256(caPEM)},
 	}, nil
 }
 
@@ -188,17 +187,30 @@ func (m *material) fields() []zap.Field {
 
 // ServerConfig is the listener's TLS configuration (see the function
 // ServerConfig): every handshake uses the current certificate and the
-// current client CA pool.
-func (r *Reloader) ServerConfig() *tls.Config {
+// current client CA pool. refused, when not nil, is told every client
+// certificate the handshake refuses, with the client's address.
+func (r *Reloader) ServerConfig(refused func(Refusal)) *tls.Config {
 	// The outer configuration only chooses the inner one; should anything
 	// ever ignore GetConfigForClient, an empty pool fails closed (nil would
 	// mean the system roots).
 	c := ServerConfig(tls.Certificate{}, x509.NewCertPool())
 	c.Certificates = nil
-	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return r.cur.Load().server, nil
+	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		// quic-go sets Conn to one that knows the addresses.
+		var remote net.Addr
+		if hello.Conn != nil {
+			remote = hello.Conn.RemoteAddr()
+		}
+		m := r.cur.Load()
+		return serverConfig(*m.cert, m.pool, remote, refused), nil
 	}
 	return c
+}
+
+// VerifyClient verifies a client's certificate chain (leaf first) against
+// the current client CA pool: see the function VerifyClient.
+func (r *Reloader) VerifyClient(certs []*x509.Certificate) ([][]*x509.Certificate, error) {
+	return VerifyClient(certs, r.cur.Load().pool)
 }
 
 // ClientConfig is the connector's TLS configuration (see the function

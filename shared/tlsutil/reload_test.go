@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,7 +112,7 @@ func newServerFiles(t *testing.T, opts ...tlsutil.ReloaderOption) *serverFiles {
 		t.Fatal(err)
 	}
 	f.logs = logs
-	f.serverCfg = f.reloader.ServerConfig()
+	f.serverCfg = f.reloader.ServerConfig(nil)
 	f.clientTo = tlsutil.ClientConfig(f.clientCert, f.clientRoots, "localhost")
 	return f
 }
@@ -568,7 +569,7 @@ func TestReloaderKubernetesSecretSwap(t *testing.T) {
 	}
 	notified := r.Subscribe()
 	run(t, r)
-	f := &serverFiles{serverCfg: r.ServerConfig(), clientTo: tlsutil.ClientConfig(
+	f := &serverFiles{serverCfg: r.ServerConfig(nil), clientTo: tlsutil.ClientConfig(
 		tlsCert(mustIssue(t, p.CA, pki.LeafOptions{CommonName: "uid-1", Usage: pki.Client})), poolOf(p.CA), "localhost")}
 	wantSerial(t, f.serverSerial(t), first, "before the swap")
 
@@ -600,12 +601,12 @@ func TestReloaderPollFallback(t *testing.T) {
 	ca2 := newCA(t, "additional client CA")
 	client := tlsCert(mustIssue(t, ca2, pki.LeafOptions{CommonName: "uid-1", Usage: pki.Client}))
 	clientCfg := tlsutil.ClientConfig(client, poolOf(p.CA), "localhost")
-	if h := handshake(t, r.ServerConfig(), clientCfg); h.serverErr == nil {
+	if h := handshake(t, r.ServerConfig(nil), clientCfg); h.serverErr == nil {
 		t.Fatal("client certificate from a CA not yet configured accepted")
 	}
 	writeAtomic(t, elsewhere, bytes.Join([][]byte{p.CA.CertPEM(), ca2.CertPEM()}, nil))
 	waitNotified(t, notified, "the reload found by polling")
-	if h := handshake(t, r.ServerConfig(), clientCfg); h.serverErr != nil || h.clientErr != nil {
+	if h := handshake(t, r.ServerConfig(nil), clientCfg); h.serverErr != nil || h.clientErr != nil {
 		t.Errorf("client certificate from the added CA: server %v, client %v", h.serverErr, h.clientErr)
 	}
 }
@@ -754,4 +755,74 @@ func TestReloaderCACerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("after replacing the CAs", ca2)
+}
+
+// Every client certificate the handshake refuses is reported once, with the
+// client's address and a reason from the fixed set; an accepted one is not
+// reported at all.
+func TestReloaderReportsRefusals(t *testing.T) {
+	f := newServerFiles(t)
+	var (
+		mu      sync.Mutex
+		reports []tlsutil.Refusal
+	)
+	serverCfg := f.reloader.ServerConfig(func(r tlsutil.Refusal) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, r)
+	})
+	other := newCA(t, "some other CA")
+	presenting := func(c *tls.Certificate) *tls.Config {
+		cfg := tlsutil.ClientConfig(tls.Certificate{}, f.clientRoots, "localhost")
+		cfg.Certificates = nil
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if c == nil {
+				return &tls.Certificate{}, nil // none
+			}
+			return c, nil
+		}
+		return cfg
+	}
+	for _, tc := range []struct {
+		name   string
+		cert   *tls.Certificate
+		reason string // "" when accepted
+	}{
+		{"valid", &f.clientCert, ""},
+		{"no certificate", nil, tlsutil.ReasonNoCertificate},
+		{"another CA", ptr(tlsCert(mustIssue(t, other, pki.LeafOptions{CommonName: "uid-1", Usage: pki.Client}))),
+			tlsutil.ReasonUnknownAuthority},
+		{"expired", ptr(tlsCert(mustIssue(t, f.pki.CA, pki.LeafOptions{CommonName: "uid-1", Usage: pki.Client,
+			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}))),
+			tlsutil.ReasonExpired},
+		{"serverAuth only", ptr(tlsCert(mustIssue(t, f.pki.CA, serverOpts))), tlsutil.ReasonBadUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			reports = nil
+			mu.Unlock()
+			h := handshake(t, serverCfg, presenting(tc.cert))
+			mu.Lock()
+			got := slices.Clone(reports)
+			mu.Unlock()
+			if tc.reason == "" {
+				if h.serverErr != nil || h.clientErr != nil || len(got) != 0 {
+					t.Fatalf("valid certificate: server %v, client %v, reports %v", h.serverErr, h.clientErr, got)
+				}
+				return
+			}
+			if h.serverErr == nil || h.clientErr == nil {
+				t.Fatalf("not refused: server %v, client %v", h.serverErr, h.clientErr)
+			}
+			if len(got) != 1 {
+				t.Fatalf("%d reports, want 1: %v", len(got), got)
+			}
+			if got[0].Reason != tc.reason || got[0].Err == nil {
+				t.Errorf("reason %q (%v), want %q", got[0].Reason, got[0].Err, tc.reason)
+			}
+			if a, ok := got[0].Remote.(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+				t.Errorf("remote %v, want the client's loopback address", got[0].Remote)
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -86,13 +87,100 @@ func parseKeyPair(certPath, keyPath string, certPEM, keyPEM []byte) (tls.Certifi
 
 // ServerConfig is the listener's TLS: TLS 1.3 only, and a client certificate
 // that chains to clientCAs with an extended key usage that allows clientAuth.
+//
+// The certificate is verified by VerifyConnection (VerifyClient) rather than
+// by crypto/tls itself, which would refuse before any callback could say why;
+// refused is told each refusal, and may be nil. The connection state the
+// handshake leaves therefore has no VerifiedChains: whoever needs them calls
+// VerifyClient again.
 func ServerConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+	return serverConfig(cert, clientCAs, nil, nil)
+}
+
+func serverConfig(cert tls.Certificate, clientCAs *x509.CertPool, remote net.Addr, refused func(Refusal)) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCAs,
-		NextProtos:   []string{wire.ALPN},
+		// Asked for, never required by crypto/tls: VerifyConnection refuses
+		// a handshake without one, and can say so.
+		ClientAuth: tls.RequestClientCert,
+		// Still set: the CertificateRequest names the acceptable CAs.
+		ClientCAs:  clientCAs,
+		NextProtos: []string{wire.ALPN},
+		// Called on every handshake, resumed ones included, so nothing gets
+		// in unverified.
+		VerifyConnection: func(state tls.ConnectionState) error {
+			if _, err := VerifyClient(state.PeerCertificates, clientCAs); err != nil {
+				if refused != nil {
+					refused(Refusal{Remote: remote, Reason: RefusalReason(err), Err: err})
+				}
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+// ErrNoCertificate: the client sent no certificate.
+var ErrNoCertificate = errors.New("client sent no certificate")
+
+// VerifyClient checks a client's certificate chain (leaf first, as it sent
+// it) against roots, now, for the clientAuth extended key usage, and returns
+// the verified chains. It is the listener's one check of a connector's
+// certificate.
+func VerifyClient(certs []*x509.Certificate, roots *x509.CertPool) ([][]*x509.Certificate, error) {
+	if len(certs) == 0 {
+		return nil, ErrNoCertificate
+	}
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		// CurrentTime zero: now.
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	chains, err := certs[0].Verify(opts)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate %q: %w", certs[0].Subject.CommonName, err)
+	}
+	return chains, nil
+}
+
+// Refusal is a client certificate refused during the handshake.
+type Refusal struct {
+	Remote net.Addr // nil when the transport does not say
+	Reason string   // one of the Reason constants
+	Err    error
+}
+
+// Refusal reasons: a small fixed set, fit for a metric label.
+const (
+	ReasonNoCertificate    = "no_certificate"
+	ReasonUnknownAuthority = "unknown_authority"
+	ReasonExpired          = "expired" // or not valid yet
+	ReasonBadUsage         = "bad_usage"
+	ReasonOther            = "other"
+)
+
+// RefusalReason sorts a VerifyClient error into a Reason constant.
+func RefusalReason(err error) string {
+	var (
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, ErrNoCertificate):
+		return ReasonNoCertificate
+	case errors.As(err, &unknown):
+		return ReasonUnknownAuthority
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return ReasonExpired
+	case errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage:
+		return ReasonBadUsage
+	default:
+		return ReasonOther
 	}
 }
 

@@ -166,7 +166,9 @@ func TestLoadKeyPair(t *testing.T) {
 
 func TestConfigs(t *testing.T) {
 	s := tlsutil.ServerConfig(tls.Certificate{}, x509.NewCertPool())
-	if s.MinVersion != tls.VersionTLS13 || s.ClientAuth != tls.RequireAndVerifyClientCert ||
+	// RequestClientCert: the certificate is required and verified by
+	// VerifyConnection, which can say why it refuses one.
+	if s.MinVersion != tls.VersionTLS13 || s.ClientAuth != tls.RequestClientCert || s.VerifyConnection == nil ||
 		!slices.Equal(s.NextProtos, []string{wire.ALPN}) || s.InsecureSkipVerify {
 		t.Errorf("ServerConfig: MinVersion %#x, ClientAuth %v, NextProtos %q", s.MinVersion, s.ClientAuth, s.NextProtos)
 	}
@@ -352,9 +354,14 @@ func TestHandshake(t *testing.T) {
 					if st.NegotiatedProtocol != wire.ALPN {
 						t.Errorf("%s: negotiated ALPN %q, want %q", side, st.NegotiatedProtocol, wire.ALPN)
 					}
-					if len(st.VerifiedChains) == 0 {
+					if side == "client" && len(st.VerifiedChains) == 0 {
 						t.Errorf("%s: peer certificate not verified", side)
 					}
+				}
+				// The server verified it in VerifyConnection, which leaves
+				// no chains in the state: VerifyClient gives them again.
+				if chains, err := tlsutil.VerifyClient(r.serverState.PeerCertificates, pool); err != nil || len(chains) == 0 {
+					t.Errorf("server: VerifyClient of the accepted certificate: %v", err)
 				}
 				if got := r.serverState.PeerCertificates[0].Subject.CommonName; got != "uid-1" {
 					t.Errorf("server sees client CN %q, want uid-1", got)

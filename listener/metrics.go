@@ -1,0 +1,176 @@
+package listener
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/listener/auth"
+	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/metrics"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
+
+// Connector refusal reasons beyond tlsutil's: the verdicts after the
+// handshake. Together they are the fixed label set of
+// socketwarp_listener_handshake_refusals_total.
+const (
+	reasonRevoked      = "revoked"            // the CRL lists it, or one of its CAs
+	reasonSCEP         = "scep_verify_failed" // the SCEP verify endpoint said no, or nothing
+	reasonDuplicateUID = "duplicate_uid"      // its UID is connected, and answers
+)
+
+var refusalReasons = [...]string{
+	tlsutil.ReasonNoCertificate, tlsutil.ReasonUnknownAuthority, tlsutil.ReasonExpired, tlsutil.ReasonBadUsage,
+	reasonRevoked, reasonSCEP, reasonDuplicateUID, tlsutil.ReasonOther,
+}
+
+// refusalCounts counts refused connectors by reason (refusalReasons order).
+type refusalCounts [len(refusalReasons)]atomic.Int64
+
+func (r *refusalCounts) add(reason string) {
+	for i, name := range refusalReasons {
+		if name == reason {
+			r[i].Add(1)
+			return
+		}
+	}
+	r[len(refusalReasons)-1].Add(1) // other
+}
+
+func metricName(name string) string { return metrics.Namespace + "_listener_" + name }
+
+var (
+	descConnectors = prometheus.NewDesc(metricName("connectors"),
+		"Connectors connected now.", nil, nil)
+	descPorts = prometheus.NewDesc(metricName("ports"),
+		"Ports opened and listening now.", nil, nil)
+	descTunnels = prometheus.NewDesc(metricName("tunnels"),
+		"Tunnelled connections open now, by opened port.", []string{"uid", "port"}, nil)
+	descBytes = prometheus.NewDesc(metricName("tunnel_bytes_total"),
+		"Bytes tunnelled through an opened port since it was opened; direction up is client to target.",
+		[]string{"uid", "port", "direction"}, nil)
+	descOutcomes = prometheus.NewDesc(metricName("tunnel_connections_total"),
+		"Clients of opened ports, by outcome: ok (tunnelled), or why they were reset.", []string{"outcome"}, nil)
+	descRefusals = prometheus.NewDesc(metricName("handshake_refusals_total"),
+		"Connectors refused, by reason.", []string{"reason"}, nil)
+	descRTT = prometheus.NewDesc(metricName("connector_rtt_seconds"),
+		"Smoothed QUIC round-trip time to each connected connector.", []string{"uid"}, nil)
+)
+
+// initMetrics makes the listener's registry. Most figures are read at
+// scrape time from the counters the daemon keeps anyway (atomics updated
+// as bytes pass), so the hot path makes no metric calls of its own, and
+// the series of a closed port or a gone connector simply stop being
+// reported.
+func (l *Listener) initMetrics() {
+	l.metrics = metrics.NewRegistry()
+	l.streamOpen = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: metricName("stream_open_seconds"),
+		Help: "From accepting a client on an opened port until its stream to the connector is open and the header sent.",
+		// 100µs to about 6.5s: loopback to a connector out of stream credit.
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
+	})
+	l.metrics.MustRegister(l.streamOpen, collector{l})
+}
+
+// collector reports the live figures of a Listener.
+type collector struct{ l *Listener }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descTunnels, descBytes, descOutcomes, descRefusals, descRTT} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	l := c.l
+	sessions := l.sessions.All()
+	ch <- prometheus.MustNewConstMetric(descConnectors, prometheus.GaugeValue, float64(len(sessions)))
+	for _, s := range sessions {
+		rtt := s.Conn.ConnectionStats().SmoothedRTT
+		ch <- prometheus.MustNewConstMetric(descRTT, prometheus.GaugeValue, rtt.Seconds(), s.UID)
+	}
+	l.mu.Lock()
+	ch <- prometheus.MustNewConstMetric(descPorts, prometheus.GaugeValue, float64(len(l.ports)))
+	for port, b := range l.ports {
+		p := strconv.Itoa(port)
+		ch <- prometheus.MustNewConstMetric(descTunnels, prometheus.GaugeValue, float64(b.active.Load()), b.spec.UID, p)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.bytesUp.Load()), b.spec.UID, p, "up")
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.bytesDown.Load()), b.spec.UID, p, "down")
+	}
+	l.mu.Unlock()
+	for o := range numOutcomes {
+		ch <- prometheus.MustNewConstMetric(descOutcomes, prometheus.CounterValue, float64(l.outcomes[o].Load()), outcomeLabels[o])
+	}
+	for i, reason := range refusalReasons {
+		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(l.refusedConnectors[i].Load()), reason)
+	}
+}
+
+// Metrics is the listener's registry, for embedding and tests.
+func (l *Listener) Metrics() *prometheus.Registry { return l.metrics }
+
+// MetricsAddr is the bound address of SWL_METRICS_ADDR, nil without it.
+func (l *Listener) MetricsAddr() net.Addr {
+	if l.metricsSrv == nil {
+		return nil
+	}
+	return l.metricsSrv.Addr()
+}
+
+// ready is /readyz: the QUIC sockets and the state file are open from New
+// on; the listener is ready once Run has restored the stored ports, until
+// it shuts down.
+func (l *Listener) ready() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.stopped:
+		return errors.New("shutting down")
+	case l.runCtx == nil:
+		return errors.New("starting")
+	}
+	return nil
+}
+
+// handshakeRefused is told every client certificate the TLS handshake
+// refuses (tlsutil): the one place such a refusal is logged and counted.
+func (l *Listener) handshakeRefused(r tlsutil.Refusal) {
+	remote := "unknown"
+	if r.Remote != nil {
+		remote = r.Remote.String()
+	}
+	l.refusedConnectors.add(r.Reason)
+	l.log.Warn("connector refused", logging.Remote(remote), logging.Reason("TLS handshake: "+r.Err.Error()),
+		zap.String("refusal", r.Reason))
+}
+
+// refuseConnector closes a connection refused after its handshake, logging
+// and counting it under reason (one of refusalReasons).
+func (l *Listener) refuseConnector(conn *quic.Conn, log *zap.Logger, reason string, err error) {
+	l.refusedConnectors.add(reason)
+	log.Warn("connector refused", logging.Reason(err.Error()), zap.String("refusal", reason))
+	_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
+}
+
+// verifyReason sorts a Verifier's refusal into a refusal reason.
+func (l *Listener) verifyReason(state tls.ConnectionState, err error) string {
+	switch {
+	case errors.Is(err, auth.ErrRevoked):
+		return reasonRevoked
+	case l.crl != nil && l.crl.Check(state) != nil:
+		return tlsutil.ReasonOther // no usable CRL
+	case l.scep != nil:
+		return reasonSCEP
+	default:
+		return tlsutil.ReasonOther
+	}
+}

@@ -6,6 +6,7 @@ replace github.com/socket-warp/socket-warp/shared => ../shared
 
 require (
 	github.com/kelseyhightower/envconfig v1.4.0
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/quic-go/quic-go v0.65.0
 	github.com/smallstep/pkcs7 v0.2.1
 	github.com/smallstep/scep v0.0.0-20260331191114-261f960a40d1

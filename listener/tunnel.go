@@ -32,7 +32,7 @@ type binding struct {
 
 // bind listens on the port on every configured address and starts accepting.
 func (l *Listener) bind(parent context.Context, p api.Port) (*binding, error) {
-	hdr := wire.Header{TargetHost: p.ConnectAddress, TargetPort: uint16(p.ConnectPort), OpenedPort: uint16(p.Port)}
+	hdr := streamHeader(p, nil)
 	if err := hdr.Validate(); err != nil {
 		return nil, err
 	}
@@ -119,12 +119,7 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		refuse(&l.refused.streamFailed, fmt.Sprintf("open stream: %v", err))
 		return
 	}
-	hdr := wire.Header{
-		TargetHost: b.spec.ConnectAddress,
-		TargetPort: uint16(b.spec.ConnectPort),
-		ClientAddr: client.RemoteAddr().String(),
-		OpenedPort: uint16(b.spec.Port),
-	}
+	hdr := streamHeader(b.spec, client)
 	buf, err := hdr.Append(make([]byte, 0, hdr.Len()))
 	if err == nil {
 		// The client's first bytes follow right behind the header: no round
@@ -155,6 +150,32 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		return
 	}
 	log.Info("tunnel closed", fields...)
+}
+
+// streamHeader is the header of a stream carrying client over port p; with
+// client nil, a stand-in for checking p before the port is bound.
+func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
+	h := wire.Header{
+		TargetHost: p.ConnectAddress,
+		TargetPort: uint16(p.ConnectPort),
+		OpenedPort: uint16(p.Port),
+		ClientAddr: "192.0.2.1:1",
+		LocalAddr:  "192.0.2.2:2",
+	}
+	if client != nil {
+		h.ClientAddr = client.RemoteAddr().String()
+		h.LocalAddr = client.LocalAddr().String()
+	}
+	switch p.ProxyProtocol {
+	case api.ProxyV1:
+		h.ProxyProtocol = wire.ProxyV1
+	case api.ProxyV2:
+		h.ProxyProtocol = wire.ProxyV2
+	default:
+		// The local address serves the PROXY header only.
+		h.LocalAddr = ""
+	}
+	return h
 }
 
 // RefusedError is the connector's non-ok verdict on a stream.

@@ -152,8 +152,9 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	log.Info("tunnel closed", fields...)
 }
 
-// streamHeader is the header of a stream carrying client over port p; with
-// client nil, a stand-in for checking p before the port is bound.
+// streamHeader is the header of a stream carrying client over port p. With
+// client nil, documentation addresses stand in for the client's, so that
+// bind can check p before it listens.
 func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
 	h := wire.Header{
 		TargetHost: p.ConnectAddress,
@@ -167,15 +168,28 @@ func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
 		h.LocalAddr = client.LocalAddr().String()
 	}
 	switch p.ProxyProtocol {
+	case "":
+		// The local address serves the PROXY header only.
+		h.LocalAddr = ""
 	case api.ProxyV1:
 		h.ProxyProtocol = wire.ProxyV1
 	case api.ProxyV2:
 		h.ProxyProtocol = wire.ProxyV2
 	default:
-		// The local address serves the PROXY header only.
-		h.LocalAddr = ""
+		// The API and the store refuse other values; should one come
+		// through all the same, Validate refuses the port rather than
+		// serve it without the header its target expects.
+		h.ProxyProtocol = 0xff
 	}
 	return h
+}
+
+// proxyField names the port's PROXY protocol in its log lines, if it has one.
+func proxyField(p api.Port) zap.Field {
+	if p.ProxyProtocol == "" {
+		return zap.Skip()
+	}
+	return zap.String("proxy_protocol", p.ProxyProtocol)
 }
 
 // RefusedError is the connector's non-ok verdict on a stream.

@@ -3,7 +3,9 @@ GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 10s
 PKGS      := ./shared/... ./listener/... ./connector/... ./example/... ./example/devca/...
-LDFLAGS   := -s -w
+# --version prints it; "dev" when git cannot say (a tarball, no git).
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/socket-warp/socket-warp/shared/cli.Version=$(VERSION)
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck

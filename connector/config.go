@@ -36,6 +36,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// String is the Go duration string, as --help shows defaults.
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
@@ -109,44 +112,44 @@ func (a AllowList) Policy() (*policy.Policy, error) {
 // Config is sw-connector's configuration: settings.json (the original keys)
 // with every key overridable by an SWC_ environment variable.
 type Config struct {
-	ClientCertPath string `json:"client_cert_path" envconfig:"SWC_CLIENT_CERT_PATH"`
-	ClientKeyPath  string `json:"client_key_path" envconfig:"SWC_CLIENT_KEY_PATH"`
-	CACertPath     string `json:"ca_cert_path" envconfig:"SWC_CA_CERT_PATH"`
-	ServerName     string `json:"server_name" envconfig:"SWC_SERVER_NAME"`
-	ServicePort    int    `json:"service_port" envconfig:"SWC_SERVICE_PORT"`
+	ClientCertPath string `json:"client_cert_path" envconfig:"SWC_CLIENT_CERT_PATH" desc:"the connector's certificate (PEM, CN = its UID); required"`
+	ClientKeyPath  string `json:"client_key_path" envconfig:"SWC_CLIENT_KEY_PATH" desc:"its private key (PEM); required"`
+	CACertPath     string `json:"ca_cert_path" envconfig:"SWC_CA_CERT_PATH" desc:"CA that issued the listener's certificate (PEM); required"`
+	ServerName     string `json:"server_name" envconfig:"SWC_SERVER_NAME" desc:"the listener's name, checked against its certificate; required"`
+	ServicePort    int    `json:"service_port" envconfig:"SWC_SERVICE_PORT" desc:"the listener's QUIC (UDP) port"`
 	// ServerAddress is dialled instead of ServerName when set; the
 	// certificate is still checked against ServerName.
-	ServerAddress string `json:"server_address" envconfig:"SWC_SERVER_ADDRESS"`
+	ServerAddress string `json:"server_address" envconfig:"SWC_SERVER_ADDRESS" desc:"host or IP to dial instead of server_name"`
 
-	KeepAlive     Duration `json:"keep_alive" envconfig:"SWC_KEEPALIVE"`
-	IdleTimeout   Duration `json:"idle_timeout" envconfig:"SWC_IDLE_TIMEOUT"`
-	DialTimeout   Duration `json:"dial_timeout" envconfig:"SWC_DIAL_TIMEOUT"`
-	HeaderTimeout Duration `json:"header_timeout" envconfig:"SWC_HEADER_TIMEOUT"`
-	RetryMin      Duration `json:"retry_min" envconfig:"SWC_RETRY_MIN"`
-	RetryMax      Duration `json:"retry_max" envconfig:"SWC_RETRY_MAX"`
+	KeepAlive     Duration `json:"keep_alive" envconfig:"SWC_KEEPALIVE" desc:"QUIC keep-alive period; shorter than UDP NAT timeouts"`
+	IdleTimeout   Duration `json:"idle_timeout" envconfig:"SWC_IDLE_TIMEOUT" desc:"the listener is gone after this much silence"`
+	DialTimeout   Duration `json:"dial_timeout" envconfig:"SWC_DIAL_TIMEOUT" desc:"timeout for dialling a target"`
+	HeaderTimeout Duration `json:"header_timeout" envconfig:"SWC_HEADER_TIMEOUT" desc:"a stream whose header does not arrive in time is refused"`
+	RetryMin      Duration `json:"retry_min" envconfig:"SWC_RETRY_MIN" desc:"first reconnect delay"`
+	RetryMax      Duration `json:"retry_max" envconfig:"SWC_RETRY_MAX" desc:"longest reconnect delay"`
 	// DrainTimeout is how long shutdown lets tunnels finish; 0 ends them
 	// at once.
-	DrainTimeout Duration `json:"drain_timeout" envconfig:"SWC_DRAIN_TIMEOUT"`
+	DrainTimeout Duration `json:"drain_timeout" envconfig:"SWC_DRAIN_TIMEOUT" desc:"on shutdown, how long running tunnels may finish (0s: at once)"`
 
 	// Allow is the target policy (package policy); unset allows every target.
-	Allow AllowList `json:"allow" envconfig:"SWC_ALLOW"`
+	Allow AllowList `json:"allow" envconfig:"SWC_ALLOW" desc:"targets this connector may dial, e.g. 10.0.0.0/24:22,db.internal:5432; none: nothing; unset: any"`
 
 	// SCEP: with a UID and a one-time secret the connector enrolls itself
 	// when it has no certificate yet; with a renewal secret it renews its
 	// certificate before it expires, without a restart.
-	SCEPURL       string  `json:"scep_url" envconfig:"SWC_SCEP_URL"`
-	UID           string  `json:"uid" envconfig:"SWC_UID"`
-	EnrollSecret  string  `json:"enroll_secret" envconfig:"SWC_ENROLL_SECRET"`
-	RenewSecret   string  `json:"renew_secret" envconfig:"SWC_RENEW_SECRET"`
-	RenewAt       float64 `json:"renew_at" envconfig:"SWC_RENEW_AT"`
-	CAFingerprint string  `json:"ca_fingerprint" envconfig:"SWC_CA_FINGERPRINT"`
+	SCEPURL       string  `json:"scep_url" envconfig:"SWC_SCEP_URL" desc:"SCEP endpoint for enrollment and renewal"`
+	UID           string  `json:"uid" envconfig:"SWC_UID" desc:"the UID to enroll as (the certificate's CN)"`
+	EnrollSecret  string  `json:"enroll_secret" envconfig:"SWC_ENROLL_SECRET" desc:"one-time secret: enroll on start when the certificate files do not exist"`
+	RenewSecret   string  `json:"renew_secret" envconfig:"SWC_RENEW_SECRET" desc:"update secret: renew before expiry"`
+	RenewAt       float64 `json:"renew_at" envconfig:"SWC_RENEW_AT" desc:"renew at this fraction of the certificate's lifetime"`
+	CAFingerprint string  `json:"ca_fingerprint" envconfig:"SWC_CA_FINGERPRINT" desc:"SHA-256 (hex) the SCEP CA certificate must have"`
 
 	// MetricsAddr, host:port, serves /metrics, /healthz and /readyz
 	// (ready = connected) without authentication; empty: none.
-	MetricsAddr string `json:"metrics_addr" envconfig:"SWC_METRICS_ADDR"`
+	MetricsAddr string `json:"metrics_addr" envconfig:"SWC_METRICS_ADDR" desc:"host:port serving /metrics, /healthz and /readyz (no auth); empty: off"`
 
-	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL"`
-	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT"`
+	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL" desc:"debug, info, warn or error"`
+	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT" desc:"console or json"`
 }
 
 // Defaults are the values of every setting nobody sets.

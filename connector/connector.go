@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
@@ -385,6 +387,14 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	}
 	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))
 	log = log.With(logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
+	// Before dialling: a target that expects a PROXY header must get a
+	// true one or no connection at all.
+	proxyHdr, err := proxyHeader(hdr)
+	if err != nil {
+		c.refuse(st, wire.VerdictBadHeader, err.Error())
+		log.Warn("stream refused", logging.Reason(err.Error()))
+		return
+	}
 
 	tc, err := c.dial(ctx, hdr, target)
 	var refusal *policy.Refusal
@@ -402,6 +412,15 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		c.refuse(st, wire.VerdictDialFailed, reason)
 		log.Warn("stream refused", logging.Reason(reason))
 		return
+	}
+	if proxyHdr != nil {
+		if _, err := proxyHdr.WriteTo(tc); err != nil {
+			tc.Close()
+			reason := fmt.Sprintf("write PROXY header to %s: %v", target, unwrapOpError(err))
+			c.refuse(st, wire.VerdictDialFailed, reason)
+			log.Warn("stream refused", logging.Reason(reason))
+			return
+		}
 	}
 	log.Info("tunnel opened")
 	c.stats.streams.Add(1)
@@ -435,6 +454,33 @@ func (o *okFirst) CloseWrite() error {
 		}
 	}
 	return o.Conn.CloseWrite()
+}
+
+// proxyHeader is the PROXY protocol header the header asks for, nil for
+// none. Source is the client, destination the address it connected to on
+// the listener (see package wire).
+func proxyHeader(hdr wire.Header) (*proxyproto.Header, error) {
+	if hdr.ProxyProtocol == wire.ProxyOff {
+		return nil, nil
+	}
+	src, err := netip.ParseAddrPort(hdr.ClientAddr)
+	if err != nil {
+		return nil, fmt.Errorf("PROXY protocol: client address %q is not IP:port", hdr.ClientAddr)
+	}
+	dst, err := netip.ParseAddrPort(hdr.LocalAddr)
+	if err != nil {
+		return nil, fmt.Errorf("PROXY protocol: local address %q is not IP:port", hdr.LocalAddr)
+	}
+	// A zone has no place in either version; an IPv4-mapped IPv6 address
+	// is the IPv4 client it stands for.
+	tcp := func(ap netip.AddrPort) *net.TCPAddr {
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()))
+	}
+	h := proxyproto.HeaderProxyFromAddrs(hdr.ProxyProtocol, tcp(src), tcp(dst))
+	if h.Command != proxyproto.PROXY {
+		return nil, fmt.Errorf("PROXY protocol: no header for %s -> %s", hdr.ClientAddr, hdr.LocalAddr)
+	}
+	return h, nil
 }
 
 // dial connects to the target. With a policy, the policy decides, before

@@ -6,6 +6,7 @@ replace github.com/socket-warp/socket-warp/shared => ../shared
 
 require (
 	github.com/kelseyhightower/envconfig v1.4.0
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/quic-go/quic-go v0.65.0
 	github.com/smallstep/pkcs7 v0.2.1

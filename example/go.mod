@@ -10,6 +10,7 @@ replace (
 )
 
 require (
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/quic-go/quic-go v0.65.0
 	github.com/socket-warp/socket-warp/connector v0.0.0-00010101000000-000000000000
 	github.com/socket-warp/socket-warp/example/devca v0.0.0-00010101000000-000000000000

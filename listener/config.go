@@ -16,9 +16,9 @@ import (
 // Config is sw-listener's configuration, read from the environment. The
 // names of the original socket-warp are kept; new settings use SWL_.
 type Config struct {
-	CertPath string `envconfig:"SWL_CERT_PATH" desc:"server certificate (PEM)"`
-	KeyPath  string `envconfig:"SWL_KEY_PATH" desc:"server private key (PEM)"`
-	CAPath   string `envconfig:"SWL_CA_PATH" desc:"CA that issues connector certificates (PEM)"`
+	CertPath string `envconfig:"SWL_CERT_PATH" desc:"server certificate (PEM); required"`
+	KeyPath  string `envconfig:"SWL_KEY_PATH" desc:"server private key (PEM); required"`
+	CAPath   string `envconfig:"SWL_CA_PATH" desc:"CA that issues connector certificates (PEM); required"`
 
 	Addrs string `envconfig:"SWL_ADDRS" default:"0.0.0.0" desc:"QUIC bind addresses, comma separated"`
 	Port  int    `envconfig:"SWL_PORT" default:"11443" desc:"QUIC (UDP) port"`

@@ -433,7 +433,7 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 	}
 	delete(l.failed, p.Port)
 	l.ports[p.Port] = b
-	l.log.Info("port opened", logging.UID(p.UID), logging.Port(p.Port), logging.Target(b.target))
+	l.log.Info("port opened", logging.UID(p.UID), logging.Port(p.Port), logging.Target(b.target), proxyField(p))
 	return nil
 }
 

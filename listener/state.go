@@ -59,7 +59,7 @@ func (l *Listener) restoreLocked() {
 			continue
 		}
 		l.ports[p.Port] = b
-		log.Info("port restored", logging.Target(b.target))
+		log.Info("port restored", logging.Target(b.target), proxyField(p))
 	}
 	l.stored = nil
 }

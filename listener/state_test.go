@@ -318,12 +318,12 @@ func TestNewRefusesUnreadableState(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return b.Put([]byte{0x1f, 0x90}, []byte(`{"version":2,"uid":"swc-1","port":8080}`))
+				return b.Put([]byte{0x1f, 0x90}, []byte(`{"version":3,"uid":"swc-1","port":8080}`))
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"port 8080", "record version 2"}},
+		}, []string{"port 8080", "record version 3"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := f.config()

@@ -37,7 +37,7 @@ type binding struct {
 
 // bind listens on the port on every configured address and starts accepting.
 func (l *Listener) bind(parent context.Context, p api.Port) (*binding, error) {
-	hdr := wire.Header{TargetHost: p.ConnectAddress, TargetPort: uint16(p.ConnectPort), OpenedPort: uint16(p.Port)}
+	hdr := streamHeader(p, nil)
 	if err := hdr.Validate(); err != nil {
 		return nil, err
 	}
@@ -124,12 +124,7 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		refuse(outcomeStreamFailed, fmt.Sprintf("open stream: %v", err))
 		return
 	}
-	hdr := wire.Header{
-		TargetHost: b.spec.ConnectAddress,
-		TargetPort: uint16(b.spec.ConnectPort),
-		ClientAddr: client.RemoteAddr().String(),
-		OpenedPort: uint16(b.spec.Port),
-	}
+	hdr := streamHeader(b.spec, client)
 	buf, err := hdr.Append(make([]byte, 0, hdr.Len()))
 	if err == nil {
 		// The client's first bytes follow right behind the header: no round
@@ -170,6 +165,46 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		l.outcomes[outcomeAborted].Add(1)
 	}
 	log.Info("tunnel closed", fields...)
+}
+
+// streamHeader is the header of a stream carrying client over port p. With
+// client nil, documentation addresses stand in for the client's, so that
+// bind can check p before it listens.
+func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
+	h := wire.Header{
+		TargetHost: p.ConnectAddress,
+		TargetPort: uint16(p.ConnectPort),
+		OpenedPort: uint16(p.Port),
+		ClientAddr: "192.0.2.1:1",
+		LocalAddr:  "192.0.2.2:2",
+	}
+	if client != nil {
+		h.ClientAddr = client.RemoteAddr().String()
+		h.LocalAddr = client.LocalAddr().String()
+	}
+	switch p.ProxyProtocol {
+	case "":
+		// The local address serves the PROXY header only.
+		h.LocalAddr = ""
+	case api.ProxyV1:
+		h.ProxyProtocol = wire.ProxyV1
+	case api.ProxyV2:
+		h.ProxyProtocol = wire.ProxyV2
+	default:
+		// The API and the store refuse other values; should one come
+		// through all the same, Validate refuses the port rather than
+		// serve it without the header its target expects.
+		h.ProxyProtocol = 0xff
+	}
+	return h
+}
+
+// proxyField names the port's PROXY protocol in its log lines, if it has one.
+func proxyField(p api.Port) zap.Field {
+	if p.ProxyProtocol == "" {
+		return zap.Skip()
+	}
+	return zap.String("proxy_protocol", p.ProxyProtocol)
 }
 
 // RefusedError is the connector's non-ok verdict on a stream.

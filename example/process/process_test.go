@@ -31,6 +31,8 @@ import (
 
 var binDir string
 
+const testVersion = "v9.9.9-test"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sw-bin")
 	if err != nil {
@@ -38,7 +40,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector"} {
-		cmd := exec.Command("go", "build", "-o", dir, "github.com/socket-warp/socket-warp/"+pkg)
+		// The version as make build sets it, so --version shows it came through.
+		cmd := exec.Command("go", "build", "-ldflags", "-X github.com/socket-warp/socket-warp/shared/cli.Version="+testVersion,
+			"-o", dir, "github.com/socket-warp/socket-warp/"+pkg)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)

@@ -44,6 +44,10 @@ type Port struct {
 	Port           int    `json:"port"`
 	ConnectAddress string `json:"connect_address"`
 	ConnectPort    int    `json:"connect_port"`
+	// ProxyProtocol is ProxyV1 or ProxyV2 to have the connector send the
+	// target a PROXY protocol header with the client's address; "" sends
+	// none, and is left out of the JSON so the original shape holds.
+	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 	// Error, set only in GET /list (and the answer of DELETE /close), says
 	// why a port restored at start is not served, e.g. "listen tcp
 	// 0.0.0.0:80: bind: address already in use".
@@ -69,6 +73,12 @@ type Connection struct {
 	BytesDown      int64     `json:"bytes_down"`
 	Draining       bool      `json:"draining"` // it said it is going away
 }
+
+// Values of Port.ProxyProtocol.
+const (
+	ProxyV1 = "v1"
+	ProxyV2 = "v2"
+)
 
 // Service is what the API drives.
 type Service interface {
@@ -127,6 +137,7 @@ type openRequest struct {
 	Port           *int    `json:"port"`
 	ConnectAddress *string `json:"connect_address"`
 	ConnectPort    *int    `json:"connect_port"`
+	ProxyProtocol  *string `json:"proxy_protocol"` // optional
 }
 
 type closeRequest struct {
@@ -155,6 +166,9 @@ func (h *handlers) open(c echo.Context) error {
 		return badRequest("missing field(s): %s", strings.Join(missing, ", "))
 	}
 	p := Port{UID: *req.UID, Port: *req.Port, ConnectAddress: *req.ConnectAddress, ConnectPort: *req.ConnectPort}
+	if req.ProxyProtocol != nil {
+		p.ProxyProtocol = *req.ProxyProtocol
+	}
 	if err := validate(p); err != nil {
 		return err
 	}
@@ -180,6 +194,11 @@ func validate(p Port) error {
 	}
 	if p.ConnectPort < 1 || p.ConnectPort > 65535 {
 		problems = append(problems, fmt.Sprintf("connect_port %d is outside 1-65535", p.ConnectPort))
+	}
+	switch p.ProxyProtocol {
+	case "", ProxyV1, ProxyV2:
+	default:
+		problems = append(problems, fmt.Sprintf(`proxy_protocol %q is not "v1" or "v2" (leave it out for none)`, p.ProxyProtocol))
 	}
 	if len(problems) > 0 {
 		return badRequest("%s", strings.Join(problems, "; "))

@@ -260,3 +260,35 @@ func TestOpenListClose(t *testing.T) {
 		t.Fatalf("close: %d %s", r.status, r.body)
 	}
 }
+
+// TestProxyProtocolShape: proxy_protocol shows in the answers only when it
+// is set, so a client of the original four fields sees them alone.
+func TestProxyProtocolShape(t *testing.T) {
+	url := serve(t, &service{ports: map[int]Port{}})
+	const plain = `{"uid":"swc-1","port":8022,"connect_address":"10.0.0.5","connect_port":22}`
+	const v2 = `{"uid":"swc-1","port":8023,"connect_address":"10.0.0.5","connect_port":22,"proxy_protocol":"v2"}`
+	for _, tc := range []struct{ body, want string }{
+		{plain, plain},
+		{v2, v2},
+		{`{"uid":"swc-1","port":8024,"connect_address":"10.0.0.5","connect_port":22,"proxy_protocol":""}`,
+			`{"uid":"swc-1","port":8024,"connect_address":"10.0.0.5","connect_port":22}`},
+	} {
+		if r := call(t, http.MethodPost, url+"/open", tc.body); r.status != http.StatusOK || r.body != tc.want {
+			t.Fatalf("open %s: %d %s, want %s", tc.body, r.status, r.body, tc.want)
+		}
+	}
+	r := call(t, http.MethodGet, url+"/list", "")
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &listed); err != nil || len(listed) != 3 {
+		t.Fatalf("list: %d %s (%v)", r.status, r.body, err)
+	}
+	for _, p := range listed {
+		pp, has := p["proxy_protocol"]
+		if want := p["port"] == 8023.0; has != want || (has && pp != "v2") {
+			t.Errorf("listed %v: proxy_protocol present=%v, want %v", p, has, want)
+		}
+	}
+	if r = call(t, http.MethodDelete, url+"/close", `{"port":8023}`); r.status != http.StatusOK || r.body != v2 {
+		t.Fatalf("close: %d %s", r.status, r.body)
+	}
+}

@@ -54,10 +54,13 @@ func send(t *testing.T, method, url, ctype, body string) result {
 }
 
 // openWith is a valid /open body with one field's raw JSON value replaced
-// (or removed, when value is "").
+// (or removed, when value is ""); an optional field is added.
 func openWith(field, value string) string {
 	fields := []struct{ k, v string }{
 		{"uid", `"swc-1"`}, {"port", `8022`}, {"connect_address", `"127.0.0.1"`}, {"connect_port", `22`},
+	}
+	if field == "proxy_protocol" {
+		fields = append(fields, struct{ k, v string }{field, ""})
 	}
 	var parts []string
 	for _, f := range fields {
@@ -154,6 +157,19 @@ func TestBadInput(t *testing.T) {
 		{name: "UTF-16 surrogate as UTF-8", body: openWith("uid", "\"\xed\xa0\x80\""), errorHas: []string{"not valid UTF-8"}},
 		{name: "invalid UTF-8 in a key", body: "{\"ui\xffd\":\"swc-1\"}", errorHas: []string{"not valid UTF-8"}},
 		{name: "Latin-1 body", body: openWith("uid", "\"caf\xe9\""), errorHas: []string{"not valid UTF-8"}},
+
+		// proxy_protocol: "v1", "v2", or absent / "" / null for none.
+		{name: "proxy_protocol v3", body: openWith("proxy_protocol", `"v3"`), errorHas: []string{`proxy_protocol "v3" is not "v1" or "v2" (leave it out for none)`}},
+		{name: "proxy_protocol upper case", body: openWith("proxy_protocol", `"V2"`), errorHas: []string{`proxy_protocol "V2" is not "v1" or "v2"`}},
+		{name: "proxy_protocol without v", body: openWith("proxy_protocol", `"2"`), errorHas: []string{`proxy_protocol "2" is not`}},
+		{name: "proxy_protocol with spaces", body: openWith("proxy_protocol", `" v1"`), errorHas: []string{`proxy_protocol " v1" is not`}},
+		{name: "proxy_protocol off", body: openWith("proxy_protocol", `"off"`), errorHas: []string{`proxy_protocol "off" is not`}},
+		{name: "proxy_protocol number", body: openWith("proxy_protocol", `2`), errorHas: []string{"field proxy_protocol must be a string, not number"}},
+		{name: "proxy_protocol bool", body: openWith("proxy_protocol", `true`), errorHas: []string{"field proxy_protocol must be a string, not bool"}},
+		{name: "proxy_protocol object", body: openWith("proxy_protocol", `{"version":2}`), errorHas: []string{"field proxy_protocol must be a string, not object"}},
+		{name: "proxy_protocol control character", body: openWith("proxy_protocol", `"v1\u001b"`), errorHas: []string{`proxy_protocol "v1\x1b" is not`}},
+		{name: "proxy_protocol and a bad port", body: `{"uid":"swc-1","port":0,"connect_address":"a","connect_port":22,"proxy_protocol":"v9"}`,
+			errorHas: []string{"port 0 is outside 1-65535", `proxy_protocol "v9"`}},
 
 		// Any Content-Type is accepted on purpose (curl -d sends a form type),
 		// but the body is decoded as JSON all the same.
@@ -252,6 +268,13 @@ func TestAcceptedOddities(t *testing.T) {
 		{"escaped and non-ASCII", "", `{"uid":"sw\u0063-ü","port":8022,"connect_address":"127.0.0.1","connect_port":22}`,
 			Port{UID: "swc-ü", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
 		{"whitespace around", "", "\r\n\t " + openWith("", "") + "\n\n", want},
+		// proxy_protocol is optional: "" and null mean none, like absent.
+		{"proxy_protocol empty", "", openWith("proxy_protocol", `""`), want},
+		{"proxy_protocol null", "", openWith("proxy_protocol", `null`), want},
+		{"proxy_protocol v1", "", openWith("proxy_protocol", `"v1"`),
+			Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: ProxyV1}},
+		{"proxy_protocol v2", "", openWith("proxy_protocol", `"v2"`),
+			Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: ProxyV2}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			svc := &recorder{}

@@ -21,6 +21,8 @@ func FuzzOpenRequest(f *testing.F) {
 	f.Add([]byte(`{"uid":"swc-1","port":8022,"connect_address":"127.0.0.1","connect_port":22}`))
 	f.Add([]byte("{\"uid\":\"\xff\",\"port\":1,\"connect_address\":\"a\",\"connect_port\":1}"))
 	f.Add([]byte(strings.Repeat("[", 100)))
+	f.Add([]byte(`{"uid":"swc-1","port":8022,"connect_address":"127.0.0.1","connect_port":22,"proxy_protocol":"v2"}`))
+	f.Add([]byte(`{"uid":"swc-1","port":8022,"connect_address":"127.0.0.1","connect_port":22,"proxy_protocol":"v3"}`))
 
 	// One handler for every input (they run one at a time); the recorder is
 	// emptied before each.
@@ -50,7 +52,8 @@ func FuzzOpenRequest(f *testing.F) {
 			p := svc.opened[0]
 			if p.Port < 1 || p.Port > 65535 || p.ConnectPort < 1 || p.ConnectPort > 65535 ||
 				strings.TrimSpace(p.UID) == "" || strings.TrimSpace(p.ConnectAddress) == "" ||
-				!utf8.ValidString(p.UID) || !utf8.ValidString(p.ConnectAddress) || p.Error != "" {
+				!utf8.ValidString(p.UID) || !utf8.ValidString(p.ConnectAddress) || p.Error != "" ||
+				(p.ProxyProtocol != "" && p.ProxyProtocol != ProxyV1 && p.ProxyProtocol != ProxyV2) {
 				t.Fatalf("accepted an invalid request %+v from %q", p, body)
 			}
 			var got Port

@@ -9,10 +9,17 @@
 // keys sort by port). Value: a JSON record
 //
 //	{"version":1,"uid":"swc-1","port":8080,"connect_address":"db.internal","connect_port":5432}
+//	{"version":2,"uid":"swc-1","port":8443,"connect_address":"web","connect_port":443,"proxy_protocol":"v2"}
 //
 // Version history of the record:
 //
 //	1  the four fields of POST /open
+//	2  plus proxy_protocol ("v1" or "v2")
+//
+// A port without PROXY protocol is still written as version 1, so that a
+// file holds version 2 records only where they matter: an older listener
+// then refuses the file rather than serve those ports without the PROXY
+// header their targets expect. Version 1 records read as PROXY protocol off.
 //
 // A record of a version this code does not know, or one that does not
 // decode, makes the whole file unreadable: a listener that silently skipped
@@ -56,8 +63,9 @@ type Store interface {
 	Close() error
 }
 
-// RecordVersion is the version of the records this code writes and reads.
-const RecordVersion = 1
+// RecordVersion is the newest version of the records this code writes and
+// reads; it reads every version from 1 on.
+const RecordVersion = 2
 
 // ErrLocked is returned (wrapped) by OpenBolt when another process holds the
 // file.
@@ -71,6 +79,7 @@ type record struct {
 	Port           int    `json:"port"`
 	ConnectAddress string `json:"connect_address"`
 	ConnectPort    int    `json:"connect_port"`
+	ProxyProtocol  string `json:"proxy_protocol,omitempty"` // version 2
 }
 
 // Bolt is the single-node Store: one bbolt file.
@@ -194,8 +203,12 @@ func (s *Bolt) Put(p api.Port) error {
 	if err != nil {
 		return fmt.Errorf("state file %s: %w", s.path, err)
 	}
-	v, err := json.Marshal(record{Version: RecordVersion, UID: p.UID, Port: p.Port,
-		ConnectAddress: p.ConnectAddress, ConnectPort: p.ConnectPort})
+	version := 1
+	if p.ProxyProtocol != "" {
+		version = 2
+	}
+	v, err := json.Marshal(record{Version: version, UID: p.UID, Port: p.Port,
+		ConnectAddress: p.ConnectAddress, ConnectPort: p.ConnectPort, ProxyProtocol: p.ProxyProtocol})
 	if err != nil {
 		return fmt.Errorf("state file %s: %w", s.path, err)
 	}
@@ -262,14 +275,20 @@ func decode(k, v []byte) (api.Port, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return api.Port{}, fmt.Errorf("port %d: record does not decode: %w", port, err)
 	}
-	if r.Version != RecordVersion {
-		return api.Port{}, fmt.Errorf("port %d: record version %d, this sw-listener reads version %d only",
+	if r.Version < 1 || r.Version > RecordVersion {
+		return api.Port{}, fmt.Errorf("port %d: record version %d, this sw-listener reads versions 1 to %d",
 			port, r.Version, RecordVersion)
 	}
 	if r.Port != port {
 		return api.Port{}, fmt.Errorf("port %d: record names port %d", port, r.Port)
 	}
-	return api.Port{UID: r.UID, Port: r.Port, ConnectAddress: r.ConnectAddress, ConnectPort: r.ConnectPort}, nil
+	switch r.ProxyProtocol {
+	case "", api.ProxyV1, api.ProxyV2:
+	default:
+		return api.Port{}, fmt.Errorf("port %d: record has proxy_protocol %q, not \"v1\" or \"v2\"", port, r.ProxyProtocol)
+	}
+	return api.Port{UID: r.UID, Port: r.Port, ConnectAddress: r.ConnectAddress, ConnectPort: r.ConnectPort,
+		ProxyProtocol: r.ProxyProtocol}, nil
 }
 
 // Close implements Store.

@@ -157,8 +157,14 @@ func TestBoltRefusesWhatItCannotRead(t *testing.T) {
 			}
 		}, []string{"corrupt or not a bbolt file"}},
 		{"a newer record version", func(path string) {
-			writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"version":2,"uid":"u","port":8080,"connect_address":"a","connect_port":1}`))
-		}, []string{"port 8080", "record version 2", "version 1 only"}},
+			writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"version":3,"uid":"u","port":8080,"connect_address":"a","connect_port":1}`))
+		}, []string{"port 8080", "record version 3", "versions 1 to 2"}},
+		{"record version 0", func(path string) {
+			writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"uid":"u","port":8080,"connect_address":"a","connect_port":1}`))
+		}, []string{"port 8080", "record version 0"}},
+		{"an unknown proxy_protocol", func(path string) {
+			writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"version":2,"uid":"u","port":8080,"connect_address":"a","connect_port":1,"proxy_protocol":"v7"}`))
+		}, []string{"port 8080", `proxy_protocol "v7"`}},
 		{"a record that is not JSON", func(path string) {
 			writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"version":1,`))
 		}, []string{"port 8080", "does not decode"}},
@@ -215,4 +221,65 @@ func TestBoltLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	open(t, path).Close()
+}
+
+// TestBoltProxyProtocol: a port with PROXY protocol is kept as a version 2
+// record, one without stays version 1, and a version 1 record written before
+// the field existed loads as PROXY protocol off.
+func TestBoltProxyProtocol(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	// A file as the listener before PROXY protocol wrote it.
+	writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"version":1,"uid":"swc-1","port":8080,"connect_address":"db","connect_port":5432}`))
+	s := open(t, path)
+	old := api.Port{UID: "swc-1", Port: 8080, ConnectAddress: "db", ConnectPort: 5432}
+	if got := list(t, s); !reflect.DeepEqual(got, []api.Port{old}) {
+		t.Fatalf("old record: List = %+v, want %+v", got, old)
+	}
+	v1 := api.Port{UID: "swc-1", Port: 8081, ConnectAddress: "web", ConnectPort: 80, ProxyProtocol: api.ProxyV1}
+	v2 := api.Port{UID: "swc-2", Port: 8443, ConnectAddress: "web", ConnectPort: 443, ProxyProtocol: api.ProxyV2}
+	plain := api.Port{UID: "swc-2", Port: 9000, ConnectAddress: "x", ConnectPort: 9}
+	for _, p := range []api.Port{v1, v2, plain} {
+		if err := s.Put(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := map[int]map[string]any{}
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPorts).ForEach(func(k, v []byte) error {
+			var rec map[string]any
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			raw[int(k[0])<<8|int(k[1])] = rec
+			return nil
+		})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for port, want := range map[int]map[string]any{
+		8080: {"version": 1.0, "uid": "swc-1", "port": 8080.0, "connect_address": "db", "connect_port": 5432.0},
+		8081: {"version": 2.0, "uid": "swc-1", "port": 8081.0, "connect_address": "web", "connect_port": 80.0, "proxy_protocol": "v1"},
+		8443: {"version": 2.0, "uid": "swc-2", "port": 8443.0, "connect_address": "web", "connect_port": 443.0, "proxy_protocol": "v2"},
+		9000: {"version": 1.0, "uid": "swc-2", "port": 9000.0, "connect_address": "x", "connect_port": 9.0},
+	} {
+		if !reflect.DeepEqual(raw[port], want) {
+			t.Errorf("record of port %d: %v, want %v", port, raw[port], want)
+		}
+	}
+
+	s = open(t, path)
+	defer s.Close()
+	if got, want := list(t, s), []api.Port{old, v1, v2, plain}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("List after reopening = %+v, want %+v", got, want)
+	}
 }

@@ -10,6 +10,9 @@
 //	              CodeReplaced (0x105); additive, so still version 1 and
 //	              "socket-warp/1": an older peer answers a probe with "bad
 //	              header" and takes the new codes for failures
+//	v1 (2026-11): TLVs 0x06 PROXY protocol and 0x07 local address; additive,
+//	              so still version 1: an older connector skips both and
+//	              sends the target no PROXY header (see PROXY protocol)
 //
 // # Connection
 //
@@ -53,6 +56,12 @@
 //	0x04 opened port     optional; u16, exactly 2 bytes; the listener port
 //	                     the client connected to (0 means absent)
 //	0x05 probe           length 0; the stream is a liveness probe, see below
+//	0x06 PROXY protocol  optional; u8, exactly 1 byte: 1 = v1, 2 = v2 (0 means
+//	                     absent); any other value is malformed. Requires 0x03
+//	                     and 0x07
+//	0x07 local address   optional; the listener's local address of the
+//	                     client's TCP connection (the address the client
+//	                     connected to) as text; same constraints as 0x03
 //
 // Any other non-zero type is unknown and its value is skipped, so new
 // optional fields can be added without a version bump. A known type that
@@ -73,6 +82,24 @@
 // A probe carries no other known field, target least of all: a connector
 // older than the probe skips the unknown TLV, finds no target and answers
 // [VerdictBadHeader] — an answer all the same — instead of dialling.
+//
+// # PROXY protocol
+//
+// With TLV 0x06 the connector writes a PROXY protocol header of that
+// version to the target, right after dialling it and before the verdict and
+// any payload, so that the target sees the real client. Source: the client
+// address (0x03); destination: the local address (0x07), i.e. what the
+// client connected to, as a proxy such as HAProxy would send it. The
+// connector's own dial addresses are not used: the target knows them
+// already, and they say nothing about where the client came from.
+//
+// Both addresses must parse as IP:port. When either does not, the connector
+// dials nothing and answers [VerdictBadHeader] instead of sending the target
+// a wrong header or none at all.
+//
+// A connector older than these TLVs skips both as unknown and relays
+// without a PROXY header: a target that requires one then rejects the
+// connection. Upgrade connectors before opening ports with PROXY protocol.
 //
 // # Verdict
 //

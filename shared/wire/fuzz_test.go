@@ -27,6 +27,9 @@ func FuzzReadHeader(f *testing.F) {
 		{1, 0x7f, 0xff, 0xff},
 		raw(tlv(typeProbe, ""), host, p),
 		raw(tlv(typeProbe, "x")),
+		raw(host, p, tlv(typeClientAddr, "192.0.2.1:1"), tlv(typeLocalAddr, "192.0.2.2:2"), tlv(typeProxy, "\x01")),
+		raw(host, p, tlv(typeProxy, "\x02")),
+		raw(host, p, tlv(typeClientAddr, "192.0.2.1:1"), tlv(typeLocalAddr, "192.0.2.2:2"), tlv(typeProxy, "\x09")),
 	} {
 		f.Add(b)
 	}

@@ -48,6 +48,9 @@ const (
 	typeClientAddr byte = 0x03
 	typeOpenedPort byte = 0x04
 	typeProbe      byte = 0x05
+	typeProxy      byte = 0x06
+	typeLocalAddr  byte = 0x07
+	typeLast            = typeLocalAddr // types above are unknown and skipped
 )
 
 var typeNames = [...]string{
@@ -56,7 +59,17 @@ var typeNames = [...]string{
 	typeClientAddr: "client address",
 	typeOpenedPort: "opened port",
 	typeProbe:      "probe",
+	typeProxy:      "PROXY protocol",
+	typeLocalAddr:  "local address",
 }
+
+// PROXY protocol versions the connector can write in front of the payload
+// (Header.ProxyProtocol).
+const (
+	ProxyOff byte = 0
+	ProxyV1  byte = 1 // the text line, "PROXY TCP4 ..."
+	ProxyV2  byte = 2 // the binary header
+)
 
 // Header is the stream header the listener sends before any payload.
 type Header struct {
@@ -64,6 +77,15 @@ type Header struct {
 	TargetPort uint16
 	ClientAddr string // optional
 	OpenedPort uint16 // optional, 0 = absent
+
+	// ProxyProtocol asks the connector to send the target a PROXY protocol
+	// header of this version (ProxyV1, ProxyV2) before any payload;
+	// ProxyOff sends none. It needs ClientAddr (the header's source) and
+	// LocalAddr (its destination: the address the client connected to).
+	ProxyProtocol byte
+	// LocalAddr is the listener's side of the client's TCP connection, as
+	// text; sent only along with ProxyProtocol.
+	LocalAddr string
 
 	// Probe marks a liveness probe: the connector answers with a verdict
 	// and dials nothing. A probe carries no other field.
@@ -92,7 +114,27 @@ func (h Header) Validate() error {
 	if h.TargetPort == 0 {
 		return fmt.Errorf("%w: target port is 0", ErrMalformedHeader)
 	}
-	return checkText(typeClientAddr, h.ClientAddr, MaxClientAddrLen)
+	if err := checkText(typeClientAddr, h.ClientAddr, MaxClientAddrLen); err != nil {
+		return err
+	}
+	if err := checkText(typeLocalAddr, h.LocalAddr, MaxClientAddrLen); err != nil {
+		return err
+	}
+	switch h.ProxyProtocol {
+	case ProxyOff:
+	case ProxyV1, ProxyV2:
+		// Without both addresses the connector could only write a wrong
+		// header or none, and the target would misread the payload.
+		if h.ClientAddr == "" {
+			return fmt.Errorf("%w: PROXY protocol without a client address", ErrMalformedHeader)
+		}
+		if h.LocalAddr == "" {
+			return fmt.Errorf("%w: PROXY protocol without a local address", ErrMalformedHeader)
+		}
+	default:
+		return fmt.Errorf("%w: PROXY protocol version %d is unknown", ErrMalformedHeader, h.ProxyProtocol)
+	}
+	return nil
 }
 
 // checkText keeps control characters out because these fields end up in
@@ -125,6 +167,12 @@ func (h Header) Len() int {
 	if h.OpenedPort != 0 {
 		n += 3 + 2
 	}
+	if h.ProxyProtocol != ProxyOff {
+		n += 3 + 1
+	}
+	if h.LocalAddr != "" {
+		n += 3 + len(h.LocalAddr)
+	}
 	return n
 }
 
@@ -145,6 +193,12 @@ func (h Header) Append(b []byte) ([]byte, error) {
 	}
 	if h.OpenedPort != 0 {
 		b = appendPort(b, typeOpenedPort, h.OpenedPort)
+	}
+	if h.ProxyProtocol != ProxyOff {
+		b = append(b, typeProxy, 0, 1, h.ProxyProtocol)
+	}
+	if h.LocalAddr != "" {
+		b = appendText(b, typeLocalAddr, h.LocalAddr)
 	}
 	return append(b, typeEnd), nil
 }
@@ -228,7 +282,7 @@ func readHeader(r io.Reader) (Header, int, error) {
 	}
 
 	var h Header
-	var seen uint8 // bit i set: type i present
+	var seen uint8 // bit i set: type i present; typeLast < 8
 	for {
 		// Every length check reserves a byte for the terminator, so a header
 		// that cannot fit is rejected before any byte beyond the bound is
@@ -250,7 +304,7 @@ func readHeader(r io.Reader) (Header, int, error) {
 		if hr.n+l+1 > MaxHeaderLen {
 			return Header{}, 0, errTooLong
 		}
-		if typ > typeProbe {
+		if typ > typeLast {
 			if err := hr.skip(l); err != nil {
 				return Header{}, 0, err
 			}
@@ -262,9 +316,9 @@ func readHeader(r io.Reader) (Header, int, error) {
 		seen |= 1 << typ
 
 		switch typ {
-		case typeTargetHost, typeClientAddr:
+		case typeTargetHost, typeClientAddr, typeLocalAddr:
 			maxLen := MaxHostLen
-			if typ == typeClientAddr {
+			if typ != typeTargetHost {
 				maxLen = MaxClientAddrLen
 			}
 			if l > maxLen {
@@ -273,10 +327,13 @@ func readHeader(r io.Reader) (Header, int, error) {
 			if err := hr.read(hr.buf[:l]); err != nil {
 				return Header{}, 0, err
 			}
-			if typ == typeTargetHost {
+			switch typ {
+			case typeTargetHost:
 				h.TargetHost = string(hr.buf[:l])
-			} else {
+			case typeClientAddr:
 				h.ClientAddr = string(hr.buf[:l])
+			default:
+				h.LocalAddr = string(hr.buf[:l])
 			}
 		case typeTargetPort, typeOpenedPort:
 			if l != 2 {
@@ -296,6 +353,16 @@ func readHeader(r io.Reader) (Header, int, error) {
 				return Header{}, 0, fmt.Errorf("%w: %s has length %d, want 0", ErrMalformedHeader, typeNames[typ], l)
 			}
 			h.Probe = true
+		case typeProxy:
+			if l != 1 {
+				return Header{}, 0, fmt.Errorf("%w: %s has length %d, want 1", ErrMalformedHeader, typeNames[typ], l)
+			}
+			if err := hr.read(hr.buf[:1]); err != nil {
+				return Header{}, 0, err
+			}
+			// 0 reads as absent; an unknown version is Validate's to
+			// refuse: no header is better than one the target misreads.
+			h.ProxyProtocol = hr.buf[0]
 		}
 	}
 

@@ -34,6 +34,12 @@ var validHeaders = []Header{
 	{TargetHost: "::1", TargetPort: 65535, OpenedPort: 1},
 	{TargetHost: "bücher.example", TargetPort: 80, ClientAddr: "[2001:db8::1%eth0]:443"},
 	{TargetHost: strings.Repeat("a", MaxHostLen), TargetPort: 1, ClientAddr: strings.Repeat("b", MaxClientAddrLen), OpenedPort: 65535},
+	{TargetHost: "db.internal", TargetPort: 5432, ClientAddr: "203.0.113.7:51234", OpenedPort: 15432,
+		ProxyProtocol: ProxyV1, LocalAddr: "198.51.100.1:15432"},
+	{TargetHost: "10.0.0.1", TargetPort: 443, ClientAddr: "[2001:db8::7]:40000", OpenedPort: 8443,
+		ProxyProtocol: ProxyV2, LocalAddr: "[2001:db8::1]:8443"},
+	{TargetHost: "h", TargetPort: 1, ClientAddr: strings.Repeat("c", MaxClientAddrLen), ProxyProtocol: ProxyV2,
+		LocalAddr: strings.Repeat("l", MaxClientAddrLen)},
 }
 
 func mustAppend(t testing.TB, h Header) []byte {
@@ -243,6 +249,7 @@ func TestHeaderAllocsBounded(t *testing.T) {
 
 func TestReadHeaderErrors(t *testing.T) {
 	host, p := tlv(typeTargetHost, "example.com"), tlv(typeTargetPort, port(443))
+	client, local := tlv(typeClientAddr, "192.0.2.1:1234"), tlv(typeLocalAddr, "198.51.100.1:80")
 	withVersion := func(v byte) []byte { b := raw(host, p); b[0] = v; return b }
 	for _, tc := range []struct {
 		name string
@@ -275,6 +282,18 @@ func TestReadHeaderErrors(t *testing.T) {
 		{"duplicate port", raw(host, p, tlv(typeTargetPort, port(80))), ErrMalformedHeader, "duplicate target port"},
 		{"duplicate client addr", raw(host, tlv(typeClientAddr, "a"), p, tlv(typeClientAddr, "a")), ErrMalformedHeader, "duplicate client address"},
 		{"duplicate opened port", raw(host, p, tlv(typeOpenedPort, port(1)), tlv(typeOpenedPort, port(1))), ErrMalformedHeader, "duplicate opened port"},
+		{"proxy len 0", raw(host, p, client, local, tlv(typeProxy, "")), ErrMalformedHeader, "PROXY protocol has length 0, want 1"},
+		{"proxy len 2", raw(host, p, client, local, tlv(typeProxy, "\x00\x02")), ErrMalformedHeader, "PROXY protocol has length 2, want 1"},
+		{"proxy version 3", raw(host, p, client, local, tlv(typeProxy, "\x03")), ErrMalformedHeader, "PROXY protocol version 3 is unknown"},
+		{"proxy version 255", raw(host, p, client, local, tlv(typeProxy, "\xff")), ErrMalformedHeader, "PROXY protocol version 255 is unknown"},
+		{"proxy without client addr", raw(host, p, local, tlv(typeProxy, "\x01")), ErrMalformedHeader, "PROXY protocol without a client address"},
+		{"proxy with empty client addr", raw(host, p, tlv(typeClientAddr, ""), local, tlv(typeProxy, "\x02")), ErrMalformedHeader, "without a client address"},
+		{"proxy without local addr", raw(host, p, client, tlv(typeProxy, "\x02")), ErrMalformedHeader, "PROXY protocol without a local address"},
+		{"duplicate proxy", raw(host, p, client, local, tlv(typeProxy, "\x01"), tlv(typeProxy, "\x01")), ErrMalformedHeader, "duplicate PROXY protocol"},
+		{"local addr too long", raw(host, p, tlv(typeLocalAddr, strings.Repeat("1", MaxClientAddrLen+1))), ErrMalformedHeader, "local address is 256 bytes, max 255"},
+		{"local addr control", raw(host, p, tlv(typeLocalAddr, "1.2.3.4:1\n")), ErrMalformedHeader, "local address contains control character"},
+		{"local addr invalid UTF-8", raw(host, p, tlv(typeLocalAddr, "\xc3")), ErrMalformedHeader, "local address is not valid UTF-8"},
+		{"duplicate local addr", raw(host, p, local, local), ErrMalformedHeader, "duplicate local address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadHeader(bytes.NewReader(tc.b))
@@ -321,6 +340,10 @@ func TestHeaderValidateAndAppendErrors(t *testing.T) {
 		{Header{TargetHost: "h\t", TargetPort: 1}, "target host contains control character U+0009"},
 		{Header{TargetHost: "h", TargetPort: 1, ClientAddr: strings.Repeat("c", MaxClientAddrLen+1)}, "client address is 256 bytes"},
 		{Header{TargetHost: "h", TargetPort: 1, ClientAddr: "\x1b[2J"}, "client address contains control character U+001B"},
+		{Header{TargetHost: "h", TargetPort: 1, ClientAddr: "c", LocalAddr: "l", ProxyProtocol: 3}, "PROXY protocol version 3 is unknown"},
+		{Header{TargetHost: "h", TargetPort: 1, LocalAddr: "l", ProxyProtocol: ProxyV1}, "PROXY protocol without a client address"},
+		{Header{TargetHost: "h", TargetPort: 1, ClientAddr: "c", ProxyProtocol: ProxyV2}, "PROXY protocol without a local address"},
+		{Header{TargetHost: "h", TargetPort: 1, LocalAddr: "\r"}, "local address contains control character U+000D"},
 	} {
 		err := tc.h.Validate()
 		if !errors.Is(err, ErrMalformedHeader) || !strings.Contains(err.Error(), tc.msg) {
@@ -399,6 +422,8 @@ func TestProbeHeaderErrors(t *testing.T) {
 		{"with a host", raw(host, probe), "a probe carries no other field"},
 		{"with a client address", raw(probe, tlv(typeClientAddr, "192.0.2.1:1")), "a probe carries no other field"},
 		{"with an opened port", raw(probe, tlv(typeOpenedPort, port(1))), "a probe carries no other field"},
+		{"with a local address", raw(probe, tlv(typeLocalAddr, "192.0.2.1:1")), "a probe carries no other field"},
+		{"with PROXY protocol", raw(probe, tlv(typeClientAddr, "192.0.2.1:1"), tlv(typeLocalAddr, "192.0.2.2:2"), tlv(typeProxy, "\x01")), "a probe carries no other field"},
 		{"non-empty", raw(tlv(typeProbe, "x")), "probe has length 1, want 0"},
 		{"twice", raw(probe, probe), "duplicate probe"},
 	} {
@@ -415,9 +440,57 @@ func TestProbeHeaderErrors(t *testing.T) {
 		{Probe: true, TargetHost: "h", TargetPort: 1},
 		{Probe: true, ClientAddr: "192.0.2.1:1"},
 		{Probe: true, OpenedPort: 1},
+		{Probe: true, ProxyProtocol: ProxyV2, ClientAddr: "192.0.2.1:1", LocalAddr: "192.0.2.2:2"},
+		{Probe: true, LocalAddr: "192.0.2.2:2"},
 	} {
 		if b, err := h.Append(nil); !errors.Is(err, ErrMalformedHeader) {
 			t.Errorf("Append(%+v) = %q, %v; want a refusal", h, b, err)
 		}
+	}
+}
+
+// TestHeaderProxyOptionalZeroValues: an explicit PROXY protocol 0 reads as
+// absent, like the other optionals, and then needs no addresses.
+func TestHeaderProxyOptionalZeroValues(t *testing.T) {
+	b := raw(tlv(typeTargetHost, "h"), tlv(typeTargetPort, port(1)), tlv(typeProxy, "\x00"), tlv(typeLocalAddr, ""))
+	want := Header{TargetHost: "h", TargetPort: 1}
+	if got, _, err := ParseHeader(b); err != nil || got != want {
+		t.Errorf("ParseHeader(%q) = %+v, %v; want %+v", b, got, err, want)
+	}
+}
+
+// TestProxyReadByOlderConnector: a connector that predates TLVs 0x06 and
+// 0x07 skips them as unknown and reads the rest of the header unchanged;
+// it then relays without a PROXY header (documented in doc.go).
+func TestProxyReadByOlderConnector(t *testing.T) {
+	h := validHeaders[5]
+	if h.ProxyProtocol == ProxyOff {
+		t.Fatal("validHeaders[5] should ask for PROXY protocol")
+	}
+	b := mustAppend(t, h)
+	// What the parser did before 0x06 and 0x07: the same bytes with those
+	// TLVs renumbered into the unknown range.
+	old := bytes.Clone(b)
+	for i := 1; old[i] != typeEnd; {
+		l := int(binary.BigEndian.Uint16(old[i+1:]))
+		if old[i] == typeProxy || old[i] == typeLocalAddr {
+			old[i] += 0x70
+		}
+		i += 3 + l
+	}
+	want := h
+	want.ProxyProtocol, want.LocalAddr = ProxyOff, ""
+	if got, n, err := ParseHeader(old); err != nil || got != want || n != len(b) {
+		t.Errorf("older reading = %+v, %d, %v; want %+v, %d", got, n, err, want, len(b))
+	}
+}
+
+// TestProxyEncoding pins the bytes of the two new TLVs.
+func TestProxyEncoding(t *testing.T) {
+	h := Header{TargetHost: "h", TargetPort: 1, ClientAddr: "192.0.2.1:5", ProxyProtocol: ProxyV2, LocalAddr: "192.0.2.2:6"}
+	want := raw(tlv(typeTargetHost, "h"), tlv(typeTargetPort, port(1)), tlv(typeClientAddr, "192.0.2.1:5"),
+		[]byte{0x06, 0, 1, 2}, tlv(0x07, "192.0.2.2:6"))
+	if b := mustAppend(t, h); !bytes.Equal(b, want) {
+		t.Errorf("Append = %q, want %q", b, want)
 	}
 }

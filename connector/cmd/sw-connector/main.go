@@ -5,20 +5,76 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/socket-warp/socket-warp/connector"
+	"github.com/socket-warp/socket-warp/shared/cli"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/sighup"
 )
 
+const name = "sw-connector"
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "enroll" {
-		os.Exit(enrollCommand(os.Args[2:], os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "enroll" {
+		os.Exit(enrollCommand(args[1:], os.Stdout, os.Stderr))
 	}
+	if len(args) == 0 {
+		run()
+		return
+	}
+	if len(args) == 1 {
+		switch args[0] {
+		case "--version", "-version":
+			fmt.Println(cli.VersionLine(name))
+			return
+		case "--help", "-help", "-h", "help":
+			usage(os.Stdout)
+			return
+		case "check-config":
+			os.Exit(checkConfig())
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s: unknown arguments %q\n", name, strings.Join(args, " "))
+	fmt.Fprintf(os.Stderr, "usage: %s [--version | --help | check-config | enroll ...]\n", name)
+	os.Exit(2)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `usage: %s [--version | --help | check-config | enroll ...]
+
+Without arguments it runs the connector, configured by the settings file
+(SWC_SETTINGS, default %s; optional when the environment supplies
+everything) and the environment, which overrides every key of the file.
+
+  check-config  load the configuration as the daemon would and check it and
+                the certificates (expiry, key match, chain to ca_cert_path,
+                clientAuth); dials nothing. Exit 0: ok, 1: problems
+  enroll        get a certificate from a SCEP server once and exit
+                (sw-connector enroll --help)
+  --version     print the version and exit
+  --help, -h    print this help and exit
+
+Settings:
+`, name, connector.DefaultSettingsPath)
+	settings := append([]cli.Setting{{Env: "SWC_SETTINGS", Default: connector.DefaultSettingsPath, Desc: "path of the settings file"}},
+		cli.Settings(connector.Defaults())...)
+	cli.PrintSettings(w, settings, true)
+}
+
+func checkConfig() int {
+	cfg, err := connector.LoadConfig()
+	f := connector.CheckConfig(cfg)
+	f.Problems = append(cli.ProblemsOf(err), f.Problems...)
+	return cli.Report(os.Stdout, name, f)
+}
+
+func run() {
 	cfg, err := connector.LoadConfig()
 	if err != nil {
 		fail(2, "configuration: %s", err)

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,11 +14,60 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/listener"
+	"github.com/socket-warp/socket-warp/shared/cli"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/sighup"
 )
 
+const name = "sw-listener"
+
 func main() {
+	args := os.Args[1:]
+	if len(args) == 0 {
+		run()
+		return
+	}
+	if len(args) == 1 {
+		switch args[0] {
+		case "--version", "-version":
+			fmt.Println(cli.VersionLine(name))
+			return
+		case "--help", "-help", "-h", "help":
+			usage(os.Stdout)
+			return
+		case "check-config":
+			os.Exit(checkConfig())
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s: unknown arguments %q\n", name, strings.Join(args, " "))
+	fmt.Fprintf(os.Stderr, "usage: %s [--version | --help | check-config]\n", name)
+	os.Exit(2)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `usage: %s [--version | --help | check-config]
+
+Without arguments it runs the listener, configured by the environment.
+
+  check-config  load the configuration as the daemon would and check it and
+                the certificates (expiry, key match, chain to SWL_CA_PATH,
+                serverAuth, names); listens on nothing. Exit 0: ok, 1: problems
+  --version     print the version and exit
+  --help, -h    print this help and exit
+
+Settings (environment variables):
+`, name)
+	cli.PrintSettings(w, cli.Settings(listener.Config{}), false)
+}
+
+func checkConfig() int {
+	cfg, err := listener.LoadConfig()
+	f := listener.CheckConfig(cfg)
+	f.Problems = append(cli.ProblemsOf(err), f.Problems...)
+	return cli.Report(os.Stdout, name, f)
+}
+
+func run() {
 	cfg, err := listener.LoadConfig()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sw-listener: configuration: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socket-warp/socket-warp/shared/testutil"
+	"github.com/socket-warp/socket-warp/shared/tlsutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
+
+type secret string
+
+func (s secret) String() string { return "[redacted]" }
+
+type sample struct {
+	Path    string        `envconfig:"X_PATH" desc:"a path"`
+	Port    int           `envconfig:"X_PORT" default:"11443" desc:"a port"`
+	Wait    time.Duration `json:"wait" envconfig:"X_WAIT" desc:"a wait"`
+	Ratio   float64       `json:"ratio" envconfig:"X_RATIO"`
+	Token   secret        `envconfig:"X_TOKEN" desc:"never shown"`
+	NoEnv   string        `json:"no_env"`
+	Skipped string        `envconfig:"-"`
+}
+
+func TestSettings(t *testing.T) {
+	got := Settings(sample{Wait: 20 * time.Second, Ratio: 2.0 / 3, Port: 1})
+	want := []Setting{
+		{Env: "X_PATH", Desc: "a path"},
+		{Env: "X_PORT", Default: "11443", Desc: "a port"}, // the tag wins over the value
+		{Env: "X_WAIT", Key: "wait", Default: "20s", Desc: "a wait"},
+		{Env: "X_RATIO", Key: "ratio", Default: "0.6667"},
+		{Env: "X_TOKEN", Desc: "never shown"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Settings = %+v\nwant %+v", got, want)
+	}
+	if s := Settings(&sample{Token: "hunter2"}); s[4].Default != "[redacted]" {
+		t.Fatalf("a secret's default printed as %q", s[4].Default)
+	}
+
+	var b bytes.Buffer
+	PrintSettings(&b, got, true)
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 1+len(want) || !strings.Contains(lines[3], "X_WAIT") || !strings.Contains(lines[3], "wait") ||
+		!strings.Contains(lines[3], "20s") || !strings.Contains(lines[3], "a wait") || !strings.Contains(lines[1], "-") {
+		t.Fatalf("PrintSettings:\n%s", b.String())
+	}
+}
+
+func TestReport(t *testing.T) {
+	var b bytes.Buffer
+	if code := Report(&b, "sw-x", tlsutil.Findings{Warnings: []string{"soon"}, Notes: []string{"names"}}); code != 0 ||
+		b.String() != "warning: soon\nnote: names\nsw-x check-config: ok (1 warning(s))\n" {
+		t.Fatalf("ok report: %d %q", code, b.String())
+	}
+	b.Reset()
+	f := tlsutil.Findings{Problems: ProblemsOf(errors.Join(errors.New("a"), errors.New("b\nc")))}
+	if code := Report(&b, "sw-x", f); code != 1 ||
+		b.String() != "problem: a\nproblem: b\nproblem: c\nsw-x check-config: 3 problem(s), 0 warning(s)\n" {
+		t.Fatalf("problem report: %d %q", code, b.String())
+	}
+}

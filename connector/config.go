@@ -15,6 +15,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/socket-warp/socket-warp/connector/policy"
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
 // Duration reads "20s"-style strings from settings.json and the environment.
@@ -139,6 +140,9 @@ type Config struct {
 	RenewSecret   string  `json:"renew_secret" envconfig:"SWC_RENEW_SECRET"`
 	RenewAt       float64 `json:"renew_at" envconfig:"SWC_RENEW_AT"`
 	CAFingerprint string  `json:"ca_fingerprint" envconfig:"SWC_CA_FINGERPRINT"`
+
+	// PprofAddr serves net/http/pprof (shared/debugserver); empty: off.
+	PprofAddr string `json:"pprof_addr" envconfig:"SWC_PPROF_ADDR"`
 
 	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL"`
 	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT"`
@@ -286,6 +290,9 @@ func (c Config) Validate() error {
 		default:
 			add("allow (SWC_ALLOW) %v", err)
 		}
+	}
+	if err := debugserver.CheckAddr(c.PprofAddr); err != nil {
+		add("pprof_addr (SWC_PPROF_ADDR) %v", err)
 	}
 	if c.RetryMin > c.RetryMax {
 		add("retry_min %s is larger than retry_max %s", time.Duration(c.RetryMin), time.Duration(c.RetryMax))

@@ -22,6 +22,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector/backoff"
 	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/connector/policy"
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
@@ -134,11 +135,23 @@ func (c *Connector) ReloadCertificates() error {
 
 // Run keeps a connection to the listener until ctx ends. Every failure is
 // retried with backoff; a connection that stayed up for a while resets it.
+// It fails at once when SWC_PPROF_ADDR is set and cannot be bound.
 func (c *Connector) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	if c.cfg.PprofAddr != "" {
+		pprof, err := debugserver.Listen(c.cfg.PprofAddr, c.log)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := pprof.Run(ctx); err != nil {
+				c.log.Error("pprof stopped", logging.Reason(err.Error()))
+			}
+		})
+	}
 	if c.certs.Load() == nil {
 		if err := c.enrollUntilDone(ctx); err != nil {
 			return nil // only ctx ends it

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
 // Config is sw-listener's configuration, read from the environment. The
@@ -62,6 +64,9 @@ type Config struct {
 	APIInsecure  bool   `envconfig:"SWL_API_INSECURE" desc:"serve the API on a non-loopback address without a token"`
 
 	StatePath string `envconfig:"SWL_STATE_PATH" default:"./data/state.db" desc:"bbolt file keeping the opened ports across restarts"`
+
+	// PprofAddr serves net/http/pprof (shared/debugserver); empty: off.
+	PprofAddr string `envconfig:"SWL_PPROF_ADDR" desc:"loopback host:port serving /debug/pprof/ (empty: off)"`
 
 	LogLevel  string `envconfig:"SWL_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"SWL_LOG_FORMAT" default:"console" desc:"console or json"`
@@ -151,6 +156,9 @@ func (c Config) Validate() error {
 	}
 	if c.StatePath == "" {
 		add("SWL_STATE_PATH is not set")
+	}
+	if err := debugserver.CheckAddr(c.PprofAddr); err != nil {
+		add("SWL_PPROF_ADDR: %v", err)
 	}
 	if c.APIToken != "" && c.APITokenFile != "" {
 		add("SWL_API_TOKEN and SWL_API_TOKEN_FILE are both set: choose one")

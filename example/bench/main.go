@@ -52,6 +52,7 @@ type options struct {
 	Idle         int    `json:"idle_conns"`
 	GOMAXPROCS   int    `json:"gomaxprocs"`
 	ClientProcs  int    `json:"client_gomaxprocs"`
+	LogLevel     string `json:"daemon_log_level"`
 
 	dur, connDur time.Duration
 	bin, out     string
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&o.LatencyIters, "latency-iters", 20000, "64-byte round trips per latency round")
 	flag.IntVar(&o.Idle, "idle", 10000, "concurrent idle connections held per path for the memory figures")
 	flag.IntVar(&o.GOMAXPROCS, "gomaxprocs", 0, "GOMAXPROCS of every helper and daemon process (0: the Go default, one per CPU)")
+	flag.StringVar(&o.LogLevel, "log-level", "info", "SWL_LOG_LEVEL and SWC_LOG_LEVEL of the daemons (info, their default, logs two lines per tunnelled connection in each)")
 	flag.StringVar(&o.bin, "bin", "bin", "directory holding sw-listener and sw-connector (built with go build when missing)")
 	flag.StringVar(&o.out, "out", "bench.json", "where the JSON report is written")
 	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of the daemons and the raw QUIC server during an extra bulk transfer each way (empty: none)")
@@ -195,7 +197,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 		return nil, err
 	}
 	lenv := append(files.ListenerEnv(tmp, ports["udp:listener"], ports["tcp:api"]),
-		"SWL_PPROF_ADDR="+addr("tcp:pprof-l"),
+		"SWL_PPROF_ADDR="+addr("tcp:pprof-l"), "SWL_LOG_LEVEL="+o.LogLevel,
 		// The default cap is 10,000 per connector; the idle test needs
 		// that many and the probes on top.
 		fmt.Sprintf("SWL_MAX_CONNS_PER_UID=%d", o.Idle+1000))
@@ -203,7 +205,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := start("sw-connector", cbin, nil, append(files.ConnectorEnv(ports["udp:listener"]), "SWC_PPROF_ADDR="+addr("tcp:pprof-c"))...)
+	c, err := start("sw-connector", cbin, nil, append(files.ConnectorEnv(ports["udp:listener"]), "SWC_PPROF_ADDR="+addr("tcp:pprof-c"), "SWC_LOG_LEVEL="+o.LogLevel)...)
 	if err != nil {
 		return nil, err
 	}

@@ -296,8 +296,8 @@ func (r *report) finish() {
 
 func (r *report) print(w io.Writer) {
 	o := r.Options
-	fmt.Fprintf(w, "\nsw-bench: %d rounds, transfers %s, connection runs %s, %d latency round trips, GOMAXPROCS %s (client %d), elapsed %s\n",
-		o.Rounds, o.Duration, o.ConnDuration, o.LatencyIters, procsString(o.GOMAXPROCS), o.ClientProcs, r.Elapsed)
+	fmt.Fprintf(w, "\nsw-bench: %d rounds, transfers %s, connection runs %s, %d latency round trips, GOMAXPROCS %s (client %d), daemon log level %s, elapsed %s\n",
+		o.Rounds, o.Duration, o.ConnDuration, o.LatencyIters, procsString(o.GOMAXPROCS), o.ClientProcs, o.LogLevel, r.Elapsed)
 	m := r.Machine
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s RAM, Linux %s, %s; steal %.1f%% of CPU time during the run\n",
 		m.CPU, m.CPUs, m.MemTotal, m.Kernel, m.Go, m.StealPercent)

@@ -12,8 +12,9 @@
 //
 //   - open file descriptors (/proc/PID/fd): every tunnelled connection holds a
 //     TCP socket in the daemon that serves it, so this is the leak signal. The
-//     daemons have no goroutine endpoint; a leaked connection goroutine keeps
-//     its socket, so the fd count stands in for the goroutine count.
+//     soak runs the daemons as users do, without their opt-in pprof endpoint;
+//     a leaked connection goroutine keeps its socket, so the fd count stands
+//     in for the goroutine count.
 //   - RSS (VmRSS in /proc/PID/status) before, at its peak, right after the
 //     close, and once settled. RSS is not expected to return to the baseline
 //     exactly: the Go runtime returns freed heap to the OS lazily — an idle
@@ -230,7 +231,7 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 
 	rep := &report{
 		Conns: nConns, Duration: duration.String(),
-		Measured: "open file descriptors in /proc/PID/fd (sockets; the daemons have no goroutine endpoint, " +
+		Measured: "open file descriptors in /proc/PID/fd (sockets; pprof is off as in production, " +
 			"a leaked connection keeps its socket) and VmRSS/Threads from /proc/PID/status; " +
 			fmt.Sprintf("fds must return to baseline+%d within %s, RSS to within baseline+64 MiB within %s "+
 				"(Go returns freed memory to the OS lazily: an idle daemon collects at the 2-minute forced GC and "+

@@ -45,9 +45,11 @@ func serve(c halfCloser) error {
 	if _, err := io.ReadFull(c, mode[:]); err != nil {
 		return err
 	}
-	buf := make([]byte, chunk)
 	switch mode[0] {
 	case modeEcho:
+		// Small: thousands of idle echo connections must not weigh on the
+		// far end's memory figures with buffers they never fill.
+		buf := make([]byte, 4<<10)
 		for {
 			n, err := c.Read(buf)
 			if n > 0 {
@@ -63,6 +65,7 @@ func serve(c halfCloser) error {
 			}
 		}
 	case modeSink:
+		buf := make([]byte, chunk)
 		var total uint64
 		for {
 			n, err := c.Read(buf)
@@ -83,6 +86,7 @@ func serve(c halfCloser) error {
 		if _, err := io.ReadFull(c, d[:]); err != nil {
 			return err
 		}
+		buf := make([]byte, chunk)
 		end := time.Now().Add(time.Duration(binary.BigEndian.Uint64(d[:])))
 		for time.Now().Before(end) {
 			if _, err := c.Write(buf); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/socket-warp/socket-warp/connector/policy"
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
 // Duration reads "20s"-style strings from settings.json and the environment.
@@ -147,6 +148,8 @@ type Config struct {
 	// MetricsAddr, host:port, serves /metrics, /healthz and /readyz
 	// (ready = connected) without authentication; empty: none.
 	MetricsAddr string `json:"metrics_addr" envconfig:"SWC_METRICS_ADDR" desc:"host:port serving /metrics, /healthz and /readyz (no auth); empty: off"`
+	// PprofAddr serves net/http/pprof (shared/debugserver); empty: off.
+	PprofAddr string `json:"pprof_addr" envconfig:"SWC_PPROF_ADDR" desc:"loopback host:port serving net/http/pprof for profiling; empty: off"`
 
 	LogLevel  string `json:"log_level" envconfig:"SWC_LOG_LEVEL" desc:"debug, info, warn or error"`
 	LogFormat string `json:"log_format" envconfig:"SWC_LOG_FORMAT" desc:"console or json"`
@@ -301,6 +304,9 @@ func (c Config) Validate() error {
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			add("metrics_addr (SWC_METRICS_ADDR) %q has port %q outside 0-65535", c.MetricsAddr, port)
 		}
+	}
+	if err := debugserver.CheckAddr(c.PprofAddr); err != nil {
+		add("pprof_addr (SWC_PPROF_ADDR) %v", err)
 	}
 	if c.RetryMin > c.RetryMax {
 		add("retry_min %s is larger than retry_max %s", time.Duration(c.RetryMin), time.Duration(c.RetryMax))

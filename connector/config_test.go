@@ -167,9 +167,10 @@ func TestLoadConfigValidates(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Config{ServicePort: 70000, KeepAlive: Duration(time.Minute), IdleTimeout: Duration(time.Minute),
 		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second), DrainTimeout: -1,
-		MetricsAddr: "9091"}
+		MetricsAddr: "9091", PprofAddr: "192.0.2.1:6060"}
 	testutil.WantErr(t, c.Validate(),
 		`metrics_addr (SWC_METRICS_ADDR) "9091" is not host:port`,
+		`pprof_addr (SWC_PPROF_ADDR) "192.0.2.1:6060" is not a loopback address`,
 		"client_cert_path (SWC_CLIENT_CERT_PATH) is not set",
 		"client_key_path (SWC_CLIENT_KEY_PATH) is not set",
 		"ca_cert_path (SWC_CA_CERT_PATH) is not set",

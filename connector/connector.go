@@ -25,6 +25,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector/backoff"
 	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/connector/policy"
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
@@ -151,6 +152,7 @@ func (c *Connector) ReloadCertificates() error {
 
 // Run keeps a connection to the listener until ctx ends. Every failure is
 // retried with backoff; a connection that stayed up for a while resets it.
+// It fails at once when SWC_PPROF_ADDR is set and cannot be bound.
 func (c *Connector) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -160,6 +162,17 @@ func (c *Connector) Run(ctx context.Context) error {
 		wg.Go(func() {
 			if err := c.metricsSrv.Serve(ctx); err != nil {
 				c.log.Error("metrics server stopped", zap.Error(err))
+			}
+		})
+	}
+	if c.cfg.PprofAddr != "" {
+		pprof, err := debugserver.Listen(c.cfg.PprofAddr, c.log)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := pprof.Run(ctx); err != nil {
+				c.log.Error("pprof stopped", logging.Reason(err.Error()))
 			}
 		})
 	}

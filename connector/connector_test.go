@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -547,5 +548,42 @@ func TestPolicyLoggedOnceAtStart(t *testing.T) {
 	cfg.Allow.Value = "db.internal:99999"
 	if _, err := New(cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), `allow (SWC_ALLOW) entry 1 "db.internal:99999": port 99999 is outside 1-65535`) {
 		t.Fatalf("New with a malformed SWC_ALLOW: %v", err)
+	}
+}
+
+// TestPprof: SWC_PPROF_ADDR serves the goroutine profile while the connector
+// runs; a taken address makes Run fail at once.
+func TestPprof(t *testing.T) {
+	p := testutil.NewPKI(t)
+	s := newServer(t, p)
+	cfg := testConfig(t, p, s.port)
+	cfg.PprofAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	r := start(t, cfg)
+	url := "http://" + cfg.PprofAddr + "/debug/pprof/goroutine?debug=1"
+	var body []byte
+	testutil.Eventually(t, "the goroutine profile", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK
+	})
+	http.DefaultClient.CloseIdleConnections()
+	if !strings.HasPrefix(string(body), "goroutine profile: total ") {
+		t.Fatalf("goroutine profile: %.60q", body)
+	}
+
+	log, _ := testutil.Logger(t, "second")
+	second, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), safety)
+	defer cancel()
+	testutil.WantErr(t, second.Run(ctx), "listen for pprof on tcp "+cfg.PprofAddr)
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
 // Config is sw-listener's configuration, read from the environment. The
@@ -66,6 +68,9 @@ type Config struct {
 	MetricsAddr string `envconfig:"SWL_METRICS_ADDR" desc:"host:port serving /metrics, /healthz and /readyz without a token; unset: /metrics is on the API"`
 
 	StatePath string `envconfig:"SWL_STATE_PATH" default:"./data/state.db" desc:"bbolt file keeping the opened ports across restarts"`
+
+	// PprofAddr serves net/http/pprof (shared/debugserver); empty: off.
+	PprofAddr string `envconfig:"SWL_PPROF_ADDR" desc:"loopback host:port serving /debug/pprof/ (empty: off)"`
 
 	LogLevel  string `envconfig:"SWL_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"SWL_LOG_FORMAT" default:"console" desc:"console or json"`
@@ -160,6 +165,9 @@ func (c Config) Validate() error {
 	}
 	if c.StatePath == "" {
 		add("SWL_STATE_PATH is not set")
+	}
+	if err := debugserver.CheckAddr(c.PprofAddr); err != nil {
+		add("SWL_PPROF_ADDR: %v", err)
 	}
 	if c.APIToken != "" && c.APITokenFile != "" {
 		add("SWL_API_TOKEN and SWL_API_TOKEN_FILE are both set: choose one")

@@ -65,6 +65,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		"SWL_STATE_PATH": "/var/lib/sw/state.db", "SWL_API_TOKEN": "s3cret-token", "SWL_API_INSECURE": "true",
 		"SWL_PROBE_TIMEOUT": "1s", "SWL_DRAIN_TIMEOUT": "0s",
 		"SWL_MAX_CONNS_PER_PORT": "50", "SWL_MAX_CONNS_PER_UID": "0", "SWL_MAX_PORTS": "7",
+		"SWL_PPROF_ADDR": "127.0.0.1:6060",
 	} {
 		t.Setenv(k, v)
 	}
@@ -79,7 +80,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		SCEPURL: "http://scep.internal:3000", VerifyCacheTTL: 30 * time.Second, VerifyTimeout: 2 * time.Second,
 		CRLURL: "http://scep.internal:3000/scep?operation=GetCRL", CRLRefresh: 15 * time.Second,
 		OpenAddrs: "127.0.0.1", APIAddrs: "::1", APIPort: 9090,
-		ProbeTimeout: time.Second, MaxConnsPerPort: 50, MaxPorts: 7,
+		ProbeTimeout: time.Second, MaxConnsPerPort: 50, MaxPorts: 7, PprofAddr: "127.0.0.1:6060",
 		LogLevel: "debug", LogFormat: "json",
 		StatePath: "/var/lib/sw/state.db", APIToken: "s3cret-token", APIInsecure: true,
 	}
@@ -122,9 +123,10 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 	c = Config{Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
 		ProbeTimeout: -time.Second, DrainTimeout: -time.Second, MaxConnsPerPort: -1, MaxConnsPerUID: -2, MaxPorts: -3,
-		MetricsAddr: "9090"}
+		MetricsAddr: "9090", PprofAddr: "0.0.0.0:6060"}
 	testutil.WantErr(t, c.Validate(),
 		`SWL_METRICS_ADDR="9090" is not host:port`,
+		`SWL_PPROF_ADDR: "0.0.0.0:6060" is not a loopback address`,
 		"SWL_PROBE_TIMEOUT=-1s must not be negative", "SWL_DRAIN_TIMEOUT=-1s must not be negative",
 		"SWL_MAX_CONNS_PER_PORT=-1 must not be negative (0 means unlimited)",
 		"SWL_MAX_CONNS_PER_UID=-2 must not be negative", "SWL_MAX_PORTS=-3 must not be negative")

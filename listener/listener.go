@@ -26,6 +26,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/listener/store"
+	"github.com/socket-warp/socket-warp/shared/debugserver"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
@@ -52,6 +53,7 @@ type Listener struct {
 	quicLns    []*quic.Listener
 	apiLns     []net.Listener
 	api        *echo.Echo
+	pprof      *debugserver.Server // nil without SWL_PPROF_ADDR
 
 	store  store.Store
 	stored []api.Port // read by New, re-opened by Run
@@ -147,6 +149,13 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 			return nil, err
 		}
 	}
+	if cfg.PprofAddr != "" {
+		if l.pprof, err = debugserver.Listen(cfg.PprofAddr, log); err != nil {
+			l.closeSockets()
+			l.closeAuth()
+			return nil, err
+		}
+	}
 	// Last: the file stays locked until Run ends, and nothing after this
 	// can fail.
 	if err := l.openStore(); err != nil {
@@ -188,6 +197,9 @@ func (l *Listener) closeSockets() {
 	}
 	if l.metricsSrv != nil {
 		l.metricsSrv.Close()
+	}
+	if l.pprof != nil {
+		l.pprof.Close()
 	}
 }
 
@@ -264,6 +276,13 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { _ = l.certs.Run(ctx) })
 	wg.Go(func() { memtrim.Run(ctx, l.log) })
+	if l.pprof != nil {
+		wg.Go(func() {
+			if err := l.pprof.Run(ctx); err != nil {
+				l.log.Error("pprof stopped", logging.Reason(err.Error()))
+			}
+		})
+	}
 	if l.crl != nil {
 		wg.Go(func() { l.crl.Run(ctx) })
 	}

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -286,4 +289,46 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 	if got := l.List(); len(got) != 0 {
 		t.Fatalf("List after Close = %+v", got)
 	}
+}
+
+// TestPprof: SWL_PPROF_ADDR serves the goroutine profile while the listener
+// runs and is released with everything else; a taken address stops New.
+func TestPprof(t *testing.T) {
+	f := newFiles(t)
+	cfg := f.config()
+	cfg.PprofAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	l, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, zap.NewNop()); err == nil {
+		t.Fatal("a second listener bound the same pprof address")
+	} else {
+		testutil.WantErr(t, err, "listen for pprof on tcp "+cfg.PprofAddr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	resp, err := http.Get("http://" + cfg.PprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "goroutine profile: total ") {
+		t.Fatalf("goroutine profile: %d %.60q", resp.StatusCode, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(safety):
+		t.Fatal("Run did not return after cancel")
+	}
+	_, port, _ := net.SplitHostPort(cfg.PprofAddr)
+	n, _ := strconv.Atoi(port)
+	expectFree(t, "tcp", n)
 }

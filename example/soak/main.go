@@ -12,8 +12,9 @@
 //
 //   - open file descriptors (/proc/PID/fd): every tunnelled connection holds a
 //     TCP socket in the daemon that serves it, so this is the leak signal. The
-//     daemons have no goroutine endpoint; a leaked connection goroutine keeps
-//     its socket, so the fd count stands in for the goroutine count.
+//     soak runs the daemons as users do, without their opt-in pprof endpoint;
+//     a leaked connection goroutine keeps its socket, so the fd count stands
+//     in for the goroutine count.
 //   - RSS (VmRSS in /proc/PID/status) before, at its peak, right after the
 //     close, and once settled. The daemons give memory back once their load
 //     falls (shared/memtrim), within seconds; RSS is not expected to return
@@ -29,7 +30,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -41,20 +41,16 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/socket-warp/socket-warp/shared/pki"
+	"github.com/socket-warp/socket-warp/example/internal/stack"
 )
 
 const (
@@ -174,11 +170,11 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 		}
 	}()
 
-	lbin, cbin, err := binaries(ctx, binDir, tmp)
+	lbin, cbin, err := stack.Binaries(ctx, binDir, tmp)
 	if err != nil {
 		return nil, err
 	}
-	files, err := writePKI(tmp)
+	files, err := stack.WritePKI(tmp, uid)
 	if err != nil {
 		return nil, err
 	}
@@ -188,43 +184,36 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 	}
 	defer target.close()
 
-	quicPort, err := freePort("udp")
+	quicPort, err := stack.FreePort("udp")
 	if err != nil {
 		return nil, err
 	}
-	apiPort, err := freePort("tcp")
+	apiPort, err := stack.FreePort("tcp")
 	if err != nil {
 		return nil, err
 	}
-	openPort, err := freePort("tcp")
+	openPort, err := stack.FreePort("tcp")
 	if err != nil {
 		return nil, err
 	}
 
-	l, err := startDaemon("sw-listener", lbin, tmp,
-		"SWL_CERT_PATH="+files.serverCert, "SWL_KEY_PATH="+files.serverKey, "SWL_CA_PATH="+files.ca,
-		"SWL_ADDRS=127.0.0.1", fmt.Sprintf("SWL_PORT=%d", quicPort),
-		fmt.Sprintf("APIS_PORT=%d", apiPort), "APIS_ADDRS=127.0.0.1", "SWL_OPEN_ADDRS=127.0.0.1",
-		"SWL_STATE_PATH="+filepath.Join(tmp, "state.db"))
+	l, err := startDaemon("sw-listener", lbin, tmp, files.ListenerEnv(tmp, quicPort, apiPort))
 	if err != nil {
 		return nil, err
 	}
-	defer l.kill()
-	c, err := startDaemon("sw-connector", cbin, tmp,
-		"SWC_SETTINGS=", "SWC_CLIENT_CERT_PATH="+files.clientCert, "SWC_CLIENT_KEY_PATH="+files.clientKey,
-		"SWC_CA_CERT_PATH="+files.ca, "SWC_SERVER_NAME=localhost", "SWC_SERVER_ADDRESS=127.0.0.1",
-		fmt.Sprintf("SWC_SERVICE_PORT=%d", quicPort), "SWC_RETRY_MIN=50ms", "SWC_RETRY_MAX=500ms")
+	defer l.Kill()
+	c, err := startDaemon("sw-connector", cbin, tmp, files.ConnectorEnv(quicPort))
 	if err != nil {
 		return nil, err
 	}
-	defer c.kill()
+	defer c.Kill()
 
 	fail := func(err error) (*report, error) {
 		keep = true
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(openPort))
-	if err := openTunnel(ctx, apiPort, openPort, target.port, l, c); err != nil {
+	if err := stack.OpenTunnel(ctx, apiPort, openPort, uid, target.port, l.Daemon, c.Daemon); err != nil {
 		return fail(err)
 	}
 	// One probe through the tunnel, then let the daemons settle.
@@ -241,7 +230,7 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 
 	rep := &report{
 		Conns: nConns, Duration: duration.String(),
-		Measured: "open file descriptors in /proc/PID/fd (sockets; the daemons have no goroutine endpoint, " +
+		Measured: "open file descriptors in /proc/PID/fd (sockets; pprof is off as in production, " +
 			"a leaked connection keeps its socket) and VmRSS/Threads from /proc/PID/status; " +
 			fmt.Sprintf("fds must return to baseline+%d within %s, RSS to within baseline+32 MiB within %s "+
 				"(the daemons return memory once their load falls; the relay keeps a bounded set of free buffers "+
@@ -271,7 +260,7 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 	for _, d := range daemons {
 		s := d.stat
 		for {
-			n, _ := countFDs(d.pid())
+			n, _ := stack.CountFDs(d.Pid())
 			s.FDsAfter = n
 			if n <= s.FDsBaseline+fdTolerance || time.Now().After(deadline) || ctx.Err() != nil {
 				break
@@ -290,13 +279,13 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 	// to the OS gradually after that.
 	for _, d := range daemons {
 		s := d.stat
-		s.RSSClosed, _, _ = readStatus(d.pid())
+		s.RSSClosed, _, _ = stack.ReadStatus(d.Pid())
 	}
 	rssStart := time.Now()
 	for _, d := range daemons {
 		s := d.stat
 		for {
-			s.RSSAfter, s.ThreadsAfter, _ = readStatus(d.pid())
+			s.RSSAfter, s.ThreadsAfter, _ = stack.ReadStatus(d.Pid())
 			if s.RSSAfter <= s.RSSBaseline+rssTolerance || time.Since(rssStart) > rssWait || ctx.Err() != nil {
 				break
 			}
@@ -313,7 +302,7 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 
 	// SIGTERM: the connector first (it says "going away"), then the listener.
 	for _, d := range []*daemon{c, l} {
-		code, err := d.terminate()
+		code, err := d.Terminate()
 		d.stat.ExitCode = code
 		if err != nil {
 			rep.fail("%s: %v", d.stat.Name, err)
@@ -327,73 +316,6 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 	rep.Pass = len(rep.Failures) == 0
 	keep = !rep.Pass
 	return rep, nil
-}
-
-// binaries returns the daemons' paths: binDir's when both are there,
-// otherwise freshly built into tmp.
-func binaries(ctx context.Context, binDir, tmp string) (string, string, error) {
-	l, c := filepath.Join(binDir, "sw-listener"), filepath.Join(binDir, "sw-connector")
-	if isFile(l) && isFile(c) {
-		return l, c, nil
-	}
-	fmt.Fprintf(os.Stderr, "soak: %s has no daemons, building them\n", binDir)
-	for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "github.com/socket-warp/socket-warp/"+pkg)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return "", "", fmt.Errorf("build %s: %w", pkg, err)
-		}
-	}
-	return filepath.Join(tmp, "sw-listener"), filepath.Join(tmp, "sw-connector"), nil
-}
-
-func isFile(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
-}
-
-type pkiFiles struct{ ca, serverCert, serverKey, clientCert, clientKey string }
-
-func writePKI(dir string) (pkiFiles, error) {
-	var f pkiFiles
-	ca, err := pki.NewCA("socket-warp soak CA")
-	if err != nil {
-		return f, err
-	}
-	if f.ca, err = ca.WriteCert(dir, "ca"); err != nil {
-		return f, err
-	}
-	server, err := ca.Issue(pki.LeafOptions{CommonName: "localhost", Usage: pki.Server,
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	if err != nil {
-		return f, err
-	}
-	if f.serverCert, f.serverKey, err = server.WriteFiles(dir, "server"); err != nil {
-		return f, err
-	}
-	client, err := ca.Issue(pki.LeafOptions{CommonName: uid, Usage: pki.Client})
-	if err != nil {
-		return f, err
-	}
-	f.clientCert, f.clientKey, err = client.WriteFiles(dir, "client")
-	return f, err
-}
-
-func freePort(network string) (int, error) {
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port, nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // echo is the in-process target: it copies back what it reads and closes
@@ -447,72 +369,18 @@ func (e *echo) close() {
 	e.wg.Wait()
 }
 
-// daemon is one of the two processes, its stderr in a log file.
+// daemon is one of the two processes with its figures.
 type daemon struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
+	*stack.Daemon
 	stat *daemonStat
 }
 
-func startDaemon(name, bin, dir string, env ...string) (*daemon, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
+func startDaemon(name, bin, dir string, env []string) (*daemon, error) {
+	d, err := stack.Start(name, bin, dir, nil, env...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	d := &daemon{cmd: cmd, log: logPath, done: make(chan struct{}), stat: &daemonStat{Name: name, ExitCode: -1}}
-	go func() {
-		d.err = cmd.Wait()
-		f.Close()
-		close(d.done)
-	}()
-	return d, nil
-}
-
-func (d *daemon) pid() int { return d.cmd.Process.Pid }
-
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (d *daemon) kill() {
-	if !d.exited() {
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
-// terminate sends SIGTERM and returns the exit code.
-func (d *daemon) terminate() (int, error) {
-	if d.exited() {
-		return -1, fmt.Errorf("exited before SIGTERM: %v (log %s)", d.err, d.log)
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		d.kill()
-		return -1, errors.New("did not exit within 30s of SIGTERM")
-	}
-	var ee *exec.ExitError
-	if errors.As(d.err, &ee) {
-		return ee.ExitCode(), nil
-	}
-	return 0, d.err
+	return &daemon{Daemon: d, stat: &daemonStat{Name: name, ExitCode: -1}}, nil
 }
 
 // settleBaseline waits until the fd count holds still for a second (at most
@@ -520,7 +388,7 @@ func (d *daemon) terminate() (int, error) {
 func (d *daemon) settleBaseline(ctx context.Context) error {
 	prev := -1
 	for range 20 {
-		n, err := countFDs(d.pid())
+		n, err := stack.CountFDs(d.Pid())
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.stat.Name, err)
 		}
@@ -536,44 +404,12 @@ func (d *daemon) settleBaseline(ctx context.Context) error {
 	}
 	s := d.stat
 	s.FDsBaseline, s.FDsPeak = prev, prev
-	rss, threads, err := readStatus(d.pid())
+	rss, threads, err := stack.ReadStatus(d.Pid())
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
 	s.RSSBaseline, s.RSSPeak, s.ThreadsBase, s.ThreadsPeak = rss, rss, threads, threads
 	return nil
-}
-
-func countFDs(pid int) (int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	return len(ents), err
-}
-
-// readStatus returns VmRSS in bytes and the thread count.
-func readStatus(pid int) (rss int64, threads int, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(v)
-		if len(fields) == 0 {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			kb, _ := strconv.ParseInt(fields[0], 10, 64)
-			rss = kb << 10
-		case "Threads":
-			threads, _ = strconv.Atoi(fields[0])
-		}
-	}
-	return rss, threads, nil
 }
 
 // monitor samples the daemons' fds, RSS and threads for their peaks.
@@ -590,10 +426,10 @@ func startMonitor(ds []*daemon) *monitor {
 		for {
 			for _, d := range ds {
 				s := d.stat
-				if n, err := countFDs(d.pid()); err == nil {
+				if n, err := stack.CountFDs(d.Pid()); err == nil {
 					s.FDsPeak = max(s.FDsPeak, n)
 				}
-				if rss, th, err := readStatus(d.pid()); err == nil {
+				if rss, th, err := stack.ReadStatus(d.Pid()); err == nil {
 					s.RSSPeak, s.ThreadsPeak = max(s.RSSPeak, rss), max(s.ThreadsPeak, th)
 				}
 			}
@@ -608,39 +444,6 @@ func startMonitor(ds []*daemon) *monitor {
 }
 
 func (m *monitor) stop() { close(m.quit); m.wg.Wait() }
-
-// openTunnel asks the listener to open port → target until the connector is
-// bound and the API answers 200.
-func openTunnel(ctx context.Context, apiPort, port, targetPort int, ds ...*daemon) error {
-	body := fmt.Sprintf(`{"uid":%q,"port":%d,"connect_address":"127.0.0.1","connect_port":%d}`, uid, port, targetPort)
-	url := fmt.Sprintf("http://127.0.0.1:%d/open", apiPort)
-	deadline := time.Now().Add(20 * time.Second)
-	last := "no answer"
-	for time.Now().Before(deadline) {
-		for _, d := range ds {
-			if d.exited() {
-				return fmt.Errorf("%s exited: %v (log %s)", d.stat.Name, d.err, d.log)
-			}
-		}
-		resp, err := http.Post(url, "application/json", strings.NewReader(body))
-		if err == nil {
-			msg, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(msg))
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("open port %d: %s", port, last)
-}
 
 func probe(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)

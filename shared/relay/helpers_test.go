@@ -26,7 +26,7 @@ const safety = 60 * time.Second
 const peerCode = 0x42
 
 // tcpPair returns both ends of a fresh loopback TCP connection.
-func tcpPair(t *testing.T) (dialed, accepted *net.TCPConn) {
+func tcpPair(t testing.TB) (dialed, accepted *net.TCPConn) {
 	t.Helper()
 	ln := testutil.Listen(t)
 	type acceptResult struct {
@@ -54,7 +54,7 @@ func tcpPair(t *testing.T) (dialed, accepted *net.TCPConn) {
 // quicPair returns both ends of one bidirectional stream on a fresh QUIC
 // connection over loopback with mutual TLS: the stream as opened by the
 // server (as the listener does) and as accepted by the client.
-func quicPair(t *testing.T) (opened, accepted *quic.Stream) {
+func quicPair(t testing.TB) (opened, accepted *quic.Stream) {
 	t.Helper()
 	p := testutil.NewPKI(t)
 
@@ -194,23 +194,23 @@ func (e *end) checkWriteAborted(t *testing.T, err error, code uint64) {
 // peer of relay end a, far the peer of relay end b, so a→b is near→far.
 type topology struct {
 	name  string
-	build func(t *testing.T) (near, far *end, a, b Conn)
+	build func(t testing.TB) (near, far *end, a, b Conn)
 }
 
 var topologies = []topology{
-	{"tcp-tcp", func(t *testing.T) (near, far *end, a, b Conn) {
+	{"tcp-tcp", func(t testing.TB) (near, far *end, a, b Conn) {
 		client, fromClient := tcpPair(t)
 		toTarget, target := tcpPair(t)
 		return tcpEnd("client", client), tcpEnd("target", target), TCP(fromClient), TCP(toTarget)
 	}},
 	// The listener: TCP client in, QUIC stream out.
-	{"tcp-quic", func(t *testing.T) (near, far *end, a, b Conn) {
+	{"tcp-quic", func(t testing.TB) (near, far *end, a, b Conn) {
 		client, fromClient := tcpPair(t)
 		stream, peer := quicPair(t)
 		return tcpEnd("client", client), streamEnd("QUIC peer", peer), TCP(fromClient), Stream(stream)
 	}},
 	// The connector: QUIC stream in, TCP target out.
-	{"quic-tcp", func(t *testing.T) (near, far *end, a, b Conn) {
+	{"quic-tcp", func(t testing.TB) (near, far *end, a, b Conn) {
 		stream, peer := quicPair(t)
 		toTarget, target := tcpPair(t)
 		return streamEnd("QUIC peer", peer), tcpEnd("target", target), Stream(stream), TCP(toTarget)
@@ -237,7 +237,7 @@ type run struct {
 
 // startRelay runs Relay(a, b) until it returns; cleanup cancels it and waits,
 // so no relay goroutine outlives its test.
-func startRelay(t *testing.T, a, b Conn, counters Counters) *run {
+func startRelay(t testing.TB, a, b Conn, counters Counters) *run {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &run{cancel: cancel, done: make(chan struct{})}

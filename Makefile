@@ -22,6 +22,8 @@ build: ## bin/sw-listener, bin/sw-connector, bin/sw-devca and the demo tools (st
 	$(GOBUILD) -o $(BIN)/sw-devcerts ./example/cmd/sw-devcerts
 	$(GOBUILD) -o $(BIN)/sw-echo ./example/cmd/sw-echo
 	$(GOBUILD) -o $(BIN)/sw-devca ./example/devca/cmd/sw-devca
+	$(GOBUILD) -o $(BIN)/sw-hello ./example/cmd/sw-hello
+	$(GOBUILD) -o $(BIN)/sw-open ./example/cmd/sw-open
 
 test: test-unit fuzz ## every module's tests with -race, then a short fuzz run of the header parser
 

@@ -8,7 +8,12 @@ GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build test test-unit fuzz lint demo soak soak-quick clean help tools
+DOCKER    ?= docker
+IMAGE_PREFIX ?= socket-warp/
+IMAGE_TAG ?= dev
+IMAGES    := sw-listener sw-connector sw-devca sw-hello sw-open
+
+.PHONY: all build test test-unit fuzz lint demo soak soak-quick clean help tools images compose-test systemd-check
 
 all: build
 
@@ -52,6 +57,19 @@ soak: build ## soak test: 1000 tunnelled connections for 60s through the built d
 
 soak-quick: build ## short soak test: 100 connections for 10s
 	$(GO) run ./example/soak -bin $(BIN) -conns 100 -duration 10s
+
+images: build ## container images FROM scratch (static binary, uid 65532): $(IMAGE_PREFIX)NAME:$(IMAGE_TAG)
+	@for i in $(IMAGES); do \
+		ctx=$(BIN)/image-context/$$i; rm -rf $$ctx; mkdir -p $$ctx/data && cp $(BIN)/$$i $$ctx/ && \
+		echo "$(DOCKER) build -t $(IMAGE_PREFIX)$$i:$(IMAGE_TAG) -f images/$$i/Dockerfile $$ctx" && \
+		{ out=$$($(DOCKER) build -q -t $(IMAGE_PREFIX)$$i:$(IMAGE_TAG) -f images/$$i/Dockerfile $$ctx 2>&1) || \
+			{ echo "$$out"; exit 1; }; }; \
+	done
+	@for i in $(IMAGES); do $(DOCKER) image inspect -f "{{index .RepoTags 0}} {{.Size}}" $(IMAGE_PREFIX)$$i:$(IMAGE_TAG); done | \
+		awk '{ printf "%-34s %5.1f MB\n", $$1, $$2/1e6 }'
+
+compose-test: images ## docker-compose.yml: bring the demo up, fetch the target's page through the tunnel, tear it down
+	IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash example/demo/compose-test.sh
 
 clean:
 	rm -rf $(BIN)

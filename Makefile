@@ -13,7 +13,7 @@ IMAGE_PREFIX ?= socket-warp/
 IMAGE_TAG ?= dev
 IMAGES    := sw-listener sw-connector sw-devca sw-hello sw-open
 
-.PHONY: all build test test-unit fuzz lint demo soak soak-quick clean help tools images compose-test systemd-check
+.PHONY: all build test test-unit fuzz lint demo soak soak-quick clean help tools images compose-test systemd-check systemd-boot-test
 
 all: build
 
@@ -70,6 +70,12 @@ images: build ## container images FROM scratch (static binary, uid 65532): $(IMA
 
 compose-test: images ## docker-compose.yml: bring the demo up, fetch the target's page through the tunnel, tear it down
 	IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash example/demo/compose-test.sh
+
+systemd-check: build ## example/systemd units: systemd-analyze verify and security
+	BIN=$(BIN) bash example/systemd/check.sh
+
+systemd-boot-test: build ## systemd-check, then the units run for real under systemd as PID 1 in a container (debootstrap)
+	BIN=$(BIN) SYSTEMD_BOOT=1 bash example/systemd/check.sh
 
 clean:
 	rm -rf $(BIN)

@@ -18,7 +18,7 @@ IMAGES    := sw-listener sw-connector sw-devca sw-hello sw-open
 all: build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
 build: ## bin/sw-listener, bin/sw-connector, bin/sw-devca and the demo tools (static binaries)
 	@mkdir -p $(BIN)
@@ -58,7 +58,7 @@ soak: build ## soak test: 1000 tunnelled connections for 60s through the built d
 soak-quick: build ## short soak test: 100 connections for 10s
 	$(GO) run ./example/soak -bin $(BIN) -conns 100 -duration 10s
 
-images: build ## container images FROM scratch (static binary, uid 65532): $(IMAGE_PREFIX)NAME:$(IMAGE_TAG)
+images: build ## container images FROM scratch (static binary, uid 65532): socket-warp/NAME:dev
 	@for i in $(IMAGES); do \
 		ctx=$(BIN)/image-context/$$i; rm -rf $$ctx; mkdir -p $$ctx/data && cp $(BIN)/$$i $$ctx/ && \
 		echo "$(DOCKER) build -t $(IMAGE_PREFIX)$$i:$(IMAGE_TAG) -f images/$$i/Dockerfile $$ctx" && \

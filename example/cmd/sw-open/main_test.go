@@ -102,7 +102,9 @@ func TestOpensOnceTheConnectorIsConnected(t *testing.T) {
 	var stdout bytes.Buffer
 	stderr := &lockedBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(context.Background(), args, &stdout, stderr, env(map[string]string{envToken: token})) }()
+	go func() {
+		done <- run(context.Background(), args, &stdout, stderr, env(map[string]string{envToken: token}))
+	}()
 	testutil.Eventually(t, "sw-open waits for the connector", func() bool {
 		return strings.Contains(stderr.String(), "uid is not connected")
 	})

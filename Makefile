@@ -11,12 +11,17 @@ GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build test test-unit fuzz bench-micro lint demo soak soak-quick bench bench-quick clean help tools
+DOCKER    ?= docker
+IMAGE_PREFIX ?= socket-warp/
+IMAGE_TAG ?= dev
+IMAGES    := sw-listener sw-connector sw-devca sw-hello sw-open
+
+.PHONY: all build test test-unit fuzz bench-micro lint demo soak soak-quick bench bench-quick clean help tools images compose-test systemd-check systemd-boot-test
 
 all: build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
 build: ## bin/sw-listener, bin/sw-connector, bin/sw-devca and the demo tools (static binaries)
 	@mkdir -p $(BIN)
@@ -26,6 +31,8 @@ build: ## bin/sw-listener, bin/sw-connector, bin/sw-devca and the demo tools (st
 	$(GOBUILD) -o $(BIN)/sw-echo ./example/cmd/sw-echo
 	$(GOBUILD) -o $(BIN)/sw-devca ./example/devca/cmd/sw-devca
 	$(GOBUILD) -o $(BIN)/sw-bench ./example/bench
+	$(GOBUILD) -o $(BIN)/sw-hello ./example/cmd/sw-hello
+	$(GOBUILD) -o $(BIN)/sw-open ./example/cmd/sw-open
 
 test: test-unit fuzz bench-micro ## every module's tests with -race, a short fuzz run of the parsers, the micro-benchmarks once
 
@@ -63,6 +70,25 @@ bench: build ## benchmark: direct TCP vs raw quic-go vs the tunnel, 5 rounds, 10
 
 bench-quick: build ## the same in under a minute: 3 short rounds, 1,000 idle conns
 	$(BIN)/sw-bench -bin $(BIN) -quick $(BENCHFLAGS)
+
+images: build ## container images FROM scratch (static binary, uid 65532): socket-warp/NAME:dev
+	@for i in $(IMAGES); do \
+		ctx=$(BIN)/image-context/$$i; rm -rf $$ctx; mkdir -p $$ctx/data && cp $(BIN)/$$i $$ctx/ && \
+		echo "$(DOCKER) build -t $(IMAGE_PREFIX)$$i:$(IMAGE_TAG) -f images/$$i/Dockerfile $$ctx" && \
+		{ out=$$($(DOCKER) build -q -t $(IMAGE_PREFIX)$$i:$(IMAGE_TAG) -f images/$$i/Dockerfile $$ctx 2>&1) || \
+			{ echo "$$out"; exit 1; }; }; \
+	done
+	@for i in $(IMAGES); do $(DOCKER) image inspect -f "{{index .RepoTags 0}} {{.Size}}" $(IMAGE_PREFIX)$$i:$(IMAGE_TAG); done | \
+		awk '{ printf "%-34s %5.1f MB\n", $$1, $$2/1e6 }'
+
+compose-test: images ## docker-compose.yml: bring the demo up, fetch the target's page through the tunnel, tear it down
+	IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash example/demo/compose-test.sh
+
+systemd-check: build ## example/systemd units: systemd-analyze verify and security
+	BIN=$(BIN) bash example/systemd/check.sh
+
+systemd-boot-test: build ## systemd-check, then the units run for real under systemd as PID 1 in a container (debootstrap)
+	BIN=$(BIN) SYSTEMD_BOOT=1 bash example/systemd/check.sh
 
 clean:
 	rm -rf $(BIN)

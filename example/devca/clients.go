@@ -35,6 +35,10 @@ type SecretOptions struct {
 	// PendingPeriod only matters for an update secret: how long the old
 	// certificate keeps working after the renewal.
 	PendingPeriod time.Duration
+	// Replace lets the new secret take the place of one still waiting
+	// (ISSUABLE or UPDATABLE), which stops working; without it such a
+	// client is refused, so that nobody spends a secret by mistake.
+	Replace bool
 }
 
 // SecretInfo describes a created secret. Secret is the only copy of the
@@ -156,6 +160,11 @@ func (ca *CA) CreateSecretWith(uid string, opts SecretOptions) (SecretInfo, erro
 			typ = SecretActivate
 		case StatusIssued:
 			typ = SecretUpdate
+		case StatusIssuable, StatusUpdatable:
+			if !opts.Replace {
+				return fmt.Errorf("%w: %q is %s", ErrClientState, uid, status)
+			}
+			typ = st.Secrets[uid].Type
 		default:
 			return fmt.Errorf("%w: %q is %s", ErrClientState, uid, status)
 		}

@@ -3,6 +3,7 @@ package devca
 import (
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -334,4 +335,34 @@ func TestShortLivedCertificates(t *testing.T) {
 	if d := cert.NotAfter.Sub(e.clock.Now()); d > 91*time.Minute || d < 89*time.Minute {
 		t.Fatalf("validity ends in %v, want 90m", d)
 	}
+}
+
+func TestReplaceWaitingSecret(t *testing.T) {
+	e := newEnv(t, InitOptions{})
+	first := e.register("swc-1")
+	second, err := e.ca.CreateSecretWith("swc-1", SecretOptions{Replace: true})
+	if err != nil {
+		t.Fatalf("replace an activation secret: %v", err)
+	}
+	if second.Type != SecretActivate {
+		t.Fatalf("replacement type %q, want %q", second.Type, SecretActivate)
+	}
+	e.mustFail("swc-1", first, request{}, "wrong secret")
+	e.mustEnroll("swc-1", second.Secret, request{})
+
+	update, err := e.ca.CreateSecretWith("swc-1", SecretOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ca.CreateSecretWith("swc-1", SecretOptions{}); !errors.Is(err, ErrClientState) {
+		t.Fatalf("second update secret without Replace: %v, want ErrClientState", err)
+	}
+	again, err := e.ca.CreateSecretWith("swc-1", SecretOptions{Replace: true})
+	if err != nil || again.Type != SecretUpdate {
+		t.Fatalf("replace an update secret: %+v, %v", again, err)
+	}
+	if again.Secret == update.Secret {
+		t.Fatal("the replacement is the old secret")
+	}
+	e.assertSecretsNotLogged(first, second.Secret, update.Secret, again.Secret)
 }

@@ -3,15 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/example/devca"
 	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/pki"
 )
 
 // Environment variables read by the command.
@@ -44,6 +48,8 @@ const usage = `sw-devca: socket-warp's development SCEP certificate authority
 usage:
   sw-devca init   --state FILE [--dns-name NAME]... [--ip IP]... [--out DIR]
                   [--cn NAME] [--client-cert-validity 8760h] [--ca-key-bits 3072]
+  sw-devca bootstrap --state FILE [--out DIR] [init's flags]
+                  [--client UID --enroll-file FILE --scep-url URL] [--available-period 24h]
   sw-devca serve  --state FILE [--addr 127.0.0.1:8443] [--admin-addr 127.0.0.1:8444]
                   [--tls] [--admin-token TOKEN] [--log-level info] [--log-format console]
   sw-devca client add UID [--attr KEY=VALUE]... [--attributes JSON]
@@ -52,6 +58,14 @@ usage:
 
 init creates the CA and writes ca.crt, server.crt and server.key (0600) for
 sw-listener into --out (default: the state file's directory).
+
+bootstrap does, non-interactively and safely again and again, what a fresh
+deployment needs before serve starts: init when the state file does not exist,
+the listener's files in --out (rewritten if they belong to another CA), and
+with --client a registered client that, while it has no certificate, gets a
+new one-time secret written with the CA fingerprint and --scep-url to
+--enroll-file (0600) as sw-connector settings keys. The secret is never logged.
+It opens the state file itself: run it before serve, not beside it.
 
 serve owns the state file. The public handler (SCEP at /scep, /api/cert/verify)
 listens on --addr, plain HTTP unless --tls (then with the server certificate);
@@ -111,6 +125,8 @@ func dispatch(ctx context.Context, args []string, env *cliEnv) error {
 	switch cmd {
 	case "init":
 		return cmdInit(rest, env)
+	case "bootstrap":
+		return cmdBootstrap(rest, env)
 	case "serve":
 		return cmdServe(ctx, rest, env)
 	case "client":
@@ -182,16 +198,58 @@ func newLogger(env *cliEnv, level, format string) (*zap.Logger, error) {
 
 // ---- init ----
 
+// initFlags are the flags of init and bootstrap that shape a new CA.
+type initFlags struct {
+	cn             *string
+	clientValidity *time.Duration
+	keyBits        *int
+	dnsNames, ips  stringList
+}
+
+func addInitFlags(fs *flag.FlagSet) *initFlags {
+	f := &initFlags{
+		cn:             fs.String("cn", devca.DefaultCommonName, "common `name` of the CA"),
+		clientValidity: fs.Duration("client-cert-validity", devca.DefaultClientCertValidity, "validity of client certificates"),
+		keyBits:        fs.Int("ca-key-bits", devca.DefaultCAKeyBits, "RSA key size of the CA: 2048 or 3072"),
+	}
+	fs.Var(&f.dnsNames, "dns-name", "DNS `name` of the listener certificate (repeatable; default hostname.example.com and localhost)")
+	fs.Var(&f.ips, "ip", "IP `address` of the listener certificate (repeatable; default 127.0.0.1)")
+	return f
+}
+
+func (f *initFlags) options(env *cliEnv) (devca.InitOptions, error) {
+	opts := devca.InitOptions{DNSNames: f.dnsNames, CommonName: *f.cn, CertValidity: *f.clientValidity, CAKeyBits: *f.keyBits}
+	for _, s := range f.ips {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return opts, usageError(env, "--ip %q is not an IP address", s)
+		}
+		opts.IPs = append(opts.IPs, ip)
+	}
+	return opts, nil
+}
+
+// listenerFile is one of the files init and bootstrap write for sw-listener.
+type listenerFile struct {
+	name string
+	data []byte
+	mode os.FileMode
+}
+
+func listenerFiles(ca *devca.CA) []listenerFile {
+	certPEM, keyPEM := ca.ServerCertPEM()
+	return []listenerFile{
+		{"ca.crt", ca.CACertPEM(), 0o644},
+		{"server.crt", certPEM, 0o644},
+		{"server.key", keyPEM, 0o600},
+	}
+}
+
 func cmdInit(args []string, env *cliEnv) error {
 	fs := newFlagSet("init", env)
 	state := fs.String("state", env.getenv(envState), "state `file` to create (env "+envState+")")
 	out := fs.String("out", "", "`directory` for ca.crt, server.crt and server.key (default: the state file's directory)")
-	cn := fs.String("cn", devca.DefaultCommonName, "common `name` of the CA")
-	clientValidity := fs.Duration("client-cert-validity", devca.DefaultClientCertValidity, "validity of client certificates")
-	keyBits := fs.Int("ca-key-bits", devca.DefaultCAKeyBits, "RSA key size of the CA: 2048 or 3072")
-	var dnsNames, ips stringList
-	fs.Var(&dnsNames, "dns-name", "DNS `name` of the listener certificate (repeatable; default hostname.example.com and localhost)")
-	fs.Var(&ips, "ip", "IP `address` of the listener certificate (repeatable; default 127.0.0.1)")
+	initF := addInitFlags(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -202,25 +260,19 @@ func cmdInit(args []string, env *cliEnv) error {
 	if *state == "" {
 		return usageError(env, "init needs --state FILE")
 	}
-	opts := devca.InitOptions{DNSNames: dnsNames, CommonName: *cn, CertValidity: *clientValidity, CAKeyBits: *keyBits}
-	for _, s := range ips {
-		ip := net.ParseIP(s)
-		if ip == nil {
-			return usageError(env, "--ip %q is not an IP address", s)
-		}
-		opts.IPs = append(opts.IPs, ip)
+	opts, err := initF.options(env)
+	if err != nil {
+		return err
 	}
 	dir := *out
 	if dir == "" {
 		dir = filepath.Dir(*state)
 	}
-	files := map[string]string{}
 	for _, name := range []string{"ca.crt", "server.crt", "server.key"} {
 		p := filepath.Join(dir, name)
 		if _, err := os.Lstat(p); err == nil {
 			return fmt.Errorf("%s already exists; move it away or choose another --out", p)
 		}
-		files[name] = p
 	}
 
 	log, err := newLogger(env, "info", "console")
@@ -235,22 +287,13 @@ func cmdInit(args []string, env *cliEnv) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	certPEM, keyPEM := ca.ServerCertPEM()
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{
-		{"ca.crt", ca.CACertPEM(), 0o644},
-		{"server.crt", certPEM, 0o644},
-		{"server.key", keyPEM, 0o600},
-	} {
-		if err := writeNewFile(files[f.name], f.data, f.mode); err != nil {
+	for _, f := range listenerFiles(ca) {
+		if err := writeNewFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return err
 		}
 	}
-	log.Info("listener files written", zap.String("ca_cert", files["ca.crt"]),
-		zap.String("server_cert", files["server.crt"]), zap.String("server_key", files["server.key"]))
+	log.Info("listener files written", zap.String("ca_cert", filepath.Join(dir, "ca.crt")),
+		zap.String("server_cert", filepath.Join(dir, "server.crt")), zap.String("server_key", filepath.Join(dir, "server.key")))
 	return nil
 }
 
@@ -268,6 +311,141 @@ func writeNewFile(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ---- bootstrap ----
+
+// enrollment is what bootstrap writes to --enroll-file: the keys of
+// sw-connector's settings.json that let it enroll itself on first start.
+type enrollment struct {
+	SCEPURL       string `json:"scep_url"`
+	UID           string `json:"uid"`
+	EnrollSecret  string `json:"enroll_secret"`
+	CAFingerprint string `json:"ca_fingerprint"`
+}
+
+// cmdBootstrap prepares everything a deployment needs before serve starts,
+// without anybody typing a secret: the CA (created if the state file does
+// not exist), the listener's files, and optionally a registered client with
+// a fresh one-time secret in a file for its connector. It works on the state
+// file directly, so serve must not be running; it is safe to repeat, which
+// is what a container started again needs.
+func cmdBootstrap(args []string, env *cliEnv) error {
+	flags := newFlagSet("bootstrap", env)
+	state := flags.String("state", env.getenv(envState), "state `file`, created when it does not exist (env "+envState+")")
+	out := flags.String("out", "", "`directory` for ca.crt, server.crt and server.key (default: the state file's directory)")
+	initF := addInitFlags(flags)
+	client := flags.String("client", "", "register this `UID` and give it a one-time secret while it has no certificate")
+	enrollFile := flags.String("enroll-file", "", "with --client: write its scep_url, uid, enroll_secret and ca_fingerprint to this `file` (0600)")
+	scepURL := flags.String("scep-url", "", "with --client: the SCEP `URL` the connector enrolls at, e.g. http://ca:8443/scep")
+	available := flags.Duration("available-period", devca.DefaultSecretLifetime, "how long the one-time secret can be used")
+	pos, err := parseFlags(flags, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError(env, "bootstrap takes no arguments, got %q", pos)
+	}
+	if *state == "" {
+		return usageError(env, "bootstrap needs --state FILE")
+	}
+	if (*client == "") != (*enrollFile == "") || (*client == "") != (*scepURL == "") {
+		return usageError(env, "bootstrap needs --client, --enroll-file and --scep-url together")
+	}
+	if *client != "" {
+		if err := devca.ValidateUID(*client); err != nil {
+			return usageError(env, "--client: %v", err)
+		}
+		if u, err := url.Parse(*scepURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageError(env, "--scep-url %q is not an http(s) URL", *scepURL)
+		}
+	}
+	if *available <= 0 {
+		return usageError(env, "--available-period must be positive")
+	}
+	opts, err := initF.options(env)
+	if err != nil {
+		return err
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Dir(*state)
+	}
+
+	log, err := newLogger(env, "info", "console")
+	if err != nil {
+		return err
+	}
+	ca, err := devca.Open(*state, devca.WithLogger(log))
+	if errors.Is(err, fs.ErrNotExist) {
+		ca, err = devca.Init(*state, opts, devca.WithLogger(log))
+	}
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+
+	// The listener's files follow the state: written when missing, replaced
+	// when they belong to another CA (a volume kept from an earlier one).
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range listenerFiles(ca) {
+		p := filepath.Join(dir, f.name)
+		old, err := os.ReadFile(p)
+		if err == nil && bytes.Equal(old, f.data) {
+			continue
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("listener file %s: %w", p, err)
+		}
+		if err := pki.WriteFileAtomic(p, f.data, f.mode); err != nil {
+			return fmt.Errorf("listener file %s: %w", p, err)
+		}
+		log.Info("listener file written", zap.String("file", p))
+	}
+	if *client == "" {
+		return nil
+	}
+	return bootstrapClient(ca, log, *client, *enrollFile, *scepURL, *available)
+}
+
+// bootstrapClient registers uid if needed and, while it has no certificate,
+// replaces whatever secret it had with a fresh one written to enrollFile.
+// A client that has a certificate is left alone, and so is its file.
+func bootstrapClient(ca *devca.CA, log *zap.Logger, uid, enrollFile, scepURL string, available time.Duration) error {
+	if err := ca.AddClient(uid, nil); err != nil && !errors.Is(err, devca.ErrClientExists) {
+		return err
+	}
+	info, err := ca.Client(uid)
+	if err != nil {
+		return err
+	}
+	if info.Status != devca.StatusInactive && info.Status != devca.StatusIssuable {
+		log.Info("client has a certificate; enrollment file left as it is",
+			zap.String("uid", uid), zap.String("status", info.Status), zap.String("file", enrollFile))
+		return nil
+	}
+	sec, err := ca.CreateSecretWith(uid, devca.SecretOptions{AvailablePeriod: available, Replace: true})
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(enrollment{
+		SCEPURL: scepURL, UID: uid, EnrollSecret: sec.Secret,
+		CAFingerprint: fmt.Sprintf("%x", sha256.Sum256(ca.CACert().Raw)),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(enrollFile), 0o700); err != nil {
+		return fmt.Errorf("enrollment file %s: %w", enrollFile, err)
+	}
+	if err := pki.WriteFileAtomic(enrollFile, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("enrollment file %s: %w", enrollFile, err)
+	}
+	log.Info("enrollment file written", zap.String("uid", uid), zap.String("file", enrollFile),
+		zap.Time("secret_expires_at", sec.ExpiresAt))
+	return nil
 }
 
 // ---- serve ----

@@ -377,7 +377,10 @@ func (t *tunnelCount) wait(timeout time.Duration) bool {
 // handleStream reads the header, dials the target, sends the verdict, relays.
 func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	start := time.Now()
-	log := c.log.With(logging.Stream(int64(st.StreamID())))
+	// Fields rather than a child logger: zap's With encodes them into a
+	// buffer of its own, which an idle tunnel would hold for its lifetime.
+	id := make([]zap.Field, 0, 8)
+	id = append(id, logging.Stream(int64(st.StreamID())))
 
 	// A listener that opens a stream and sends nothing must not pin this
 	// goroutine forever.
@@ -386,7 +389,7 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	_ = st.SetReadDeadline(time.Time{})
 	if err != nil {
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
-		log.Warn("stream refused", logging.Reason(err.Error()))
+		c.log.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
 		return
 	}
 	if hdr.Probe {
@@ -395,17 +398,17 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		// to dial. refuse answers and ends the stream the same way for
 		// any verdict.
 		c.refuse(st, wire.VerdictOK, "")
-		log.Debug("probe answered")
+		c.log.Debug("probe answered", id...)
 		return
 	}
 	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))
-	log = log.With(logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
+	id = append(id, logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
 	// Before dialling: a target that expects a PROXY header must get a
 	// true one or no connection at all.
 	proxyHdr, err := proxyHeader(hdr)
 	if err != nil {
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
-		log.Warn("stream refused", logging.Reason(err.Error()))
+		c.log.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
 		return
 	}
 
@@ -416,14 +419,14 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		// what an internal name resolves to.
 		reason := fmt.Sprintf("target %s is not allowed by SWC_ALLOW", target)
 		c.refuse(st, wire.VerdictForbidden, reason)
-		log.Warn("stream refused", logging.Reason(reason+": "+refusal.Detail))
+		c.log.Warn("stream refused", append(id, logging.Reason(reason+": "+refusal.Detail))...)
 		return
 	}
 	if err != nil {
 		c.stats.dialFailure(target)
 		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
 		c.refuse(st, wire.VerdictDialFailed, reason)
-		log.Warn("stream refused", logging.Reason(reason))
+		c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
 		return
 	}
 	if proxyHdr != nil {
@@ -431,16 +434,16 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 			tc.Close()
 			reason := fmt.Sprintf("write PROXY header to %s: %v", target, unwrapOpError(err))
 			c.refuse(st, wire.VerdictDialFailed, reason)
-			log.Warn("stream refused", logging.Reason(reason))
+			c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
 			return
 		}
 	}
-	log.Info("tunnel opened")
+	c.log.Info("tunnel opened", id...)
 	c.stats.streams.Add(1)
 	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{AToB: &c.stats.bytesUp, BToA: &c.stats.bytesDown})
 	c.stats.streams.Add(-1)
-	log.Info("tunnel closed", logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
-		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))
+	c.log.Info("tunnel closed", append(id, logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
+		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))...)
 }
 
 // okFirst sends the ok verdict with the target's first bytes (or its FIN)

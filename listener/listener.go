@@ -42,6 +42,7 @@ var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavail
 type Listener struct {
 	cfg       Config
 	log       *zap.Logger
+	floodLog  *zap.Logger // for refusals anyone can cause at will (logging.Flood)
 	certs     *tlsutil.Reloader
 	verifier  auth.Verifier
 	scep      *auth.SCEP // nil without SWL_SCEP_URL
@@ -87,6 +88,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	l := &Listener{
 		cfg:      cfg,
 		log:      log,
+		floodLog: logging.Flood(log),
 		certs:    certs,
 		sessions: registry.New(),
 		ports:    map[int]*binding{},

@@ -98,15 +98,24 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		rtt := s.Conn.ConnectionStats().SmoothedRTT
 		ch <- prometheus.MustNewConstMetric(descRTT, prometheus.GaugeValue, rtt.Seconds(), s.UID)
 	}
+	// Copied under the lock, sent after it: a scrape must not hold up
+	// /open and /close while the registry takes the metrics.
+	type portFigures struct {
+		uid, port                string
+		active, bytesUp, bytesDn int64
+	}
 	l.mu.Lock()
-	ch <- prometheus.MustNewConstMetric(descPorts, prometheus.GaugeValue, float64(len(l.ports)))
+	ports := make([]portFigures, 0, len(l.ports))
 	for port, b := range l.ports {
-		p := strconv.Itoa(port)
-		ch <- prometheus.MustNewConstMetric(descTunnels, prometheus.GaugeValue, float64(b.active.Load()), b.spec.UID, p)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.bytesUp.Load()), b.spec.UID, p, "up")
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.bytesDown.Load()), b.spec.UID, p, "down")
+		ports = append(ports, portFigures{b.spec.UID, strconv.Itoa(port), b.active.Load(), b.bytesUp.Load(), b.bytesDown.Load()})
 	}
 	l.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descPorts, prometheus.GaugeValue, float64(len(ports)))
+	for _, p := range ports {
+		ch <- prometheus.MustNewConstMetric(descTunnels, prometheus.GaugeValue, float64(p.active), p.uid, p.port)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(p.bytesUp), p.uid, p.port, "up")
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(p.bytesDn), p.uid, p.port, "down")
+	}
 	for o := range numOutcomes {
 		ch <- prometheus.MustNewConstMetric(descOutcomes, prometheus.CounterValue, float64(l.outcomes[o].Load()), outcomeLabels[o])
 	}
@@ -149,7 +158,11 @@ func (l *Listener) handshakeRefused(r tlsutil.Refusal) {
 		remote = r.Remote.String()
 	}
 	l.refusedConnectors.add(r.Reason)
-	l.log.Warn("connector refused", logging.Remote(remote), logging.Reason("TLS handshake: "+r.Err.Error()),
+	msg := r.Err.Error()
+	if len(msg) > 300 { // it may quote what the peer sent
+		msg = msg[:300] + "…"
+	}
+	l.floodLog.Warn("connector refused", logging.Remote(remote), logging.Reason("TLS handshake: "+msg),
 		zap.String("refusal", r.Reason))
 }
 

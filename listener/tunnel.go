@@ -84,14 +84,17 @@ func (b *binding) stopAccepting() {
 // tunnel carries one client connection over a new stream to the connector.
 func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	start := time.Now()
-	log := l.log.With(logging.UID(b.spec.UID), logging.Port(b.spec.Port), logging.Target(b.target),
+	// Fields rather than a child logger: zap's With encodes them into a
+	// buffer of its own, which an idle tunnel would hold for its lifetime.
+	id := make([]zap.Field, 0, 9)
+	id = append(id, logging.UID(b.spec.UID), logging.Port(b.spec.Port), logging.Target(b.target),
 		logging.Remote(client.RemoteAddr().String()))
 	refuse := func(o outcome, reason string) {
 		l.outcomes[o].Add(1)
 		// A reset, not a clean close: the client must not take an empty
 		// answer for a real one.
 		relay.TCP(client).Abort(0)
-		log.Warn("tunnel refused", logging.Reason(reason))
+		l.floodLog.Warn("tunnel refused", append(id, logging.Reason(reason))...)
 	}
 
 	// The limits first: a client beyond them costs no stream, and waits
@@ -141,15 +144,15 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	defer s.Streams.Add(-1)
 	b.active.Add(1)
 	defer b.active.Add(-1)
-	log = log.With(logging.Stream(int64(st.StreamID())))
-	log.Info("tunnel opened")
+	id = append(id, logging.Stream(int64(st.StreamID())))
+	l.log.Info("tunnel opened", id...)
 	vc := &verdictConn{Conn: relay.Stream(st), ok: &l.outcomes[outcomeOK]}
 	res := relay.Relay(b.ctx, relay.TCP(client), vc, relay.Counters{
 		AToB: &b.bytesUp, BToA: &b.bytesDown,
 		Also: &relay.Counters{AToB: &s.BytesUp, BToA: &s.BytesDown},
 	})
-	fields := []zap.Field{logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
-		logging.Duration(time.Since(start)), logging.Reason(tunnelReason(res.Err))}
+	fields := append(id, logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
+		logging.Duration(time.Since(start)), logging.Reason(tunnelReason(res.Err)))
 	var refused *RefusedError
 	if errors.As(res.Err, &refused) {
 		l.outcomes[verdictOutcome(refused.Verdict)].Add(1)
@@ -158,13 +161,13 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 			// and a newcomer of its UID may take its place.
 			s.Draining.Store(true)
 		}
-		log.Warn("tunnel refused by connector", fields...)
+		l.log.Warn("tunnel refused by connector", fields...)
 		return
 	}
 	if !vc.answered {
 		l.outcomes[outcomeAborted].Add(1)
 	}
-	log.Info("tunnel closed", fields...)
+	l.log.Info("tunnel closed", fields...)
 }
 
 // streamHeader is the header of a stream carrying client over port p. With

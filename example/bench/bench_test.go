@@ -51,7 +51,7 @@ func TestTargetModes(t *testing.T) {
 		t.Fatalf("connRate: %g/s, %d samples, %v", rate, len(ttfb), err)
 	}
 	// No process to measure: only the connections count.
-	if h := holdIdle(ctx, p, 20); h.Opened != 20 || h.Answering != 20 || len(h.Errors) > 0 {
+	if h := holdIdle(ctx, p, 20, ""); h.Opened != 20 || h.Answering != 20 || len(h.Errors) > 0 {
 		t.Fatalf("holdIdle: %+v", h)
 	}
 }

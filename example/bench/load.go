@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,7 +222,9 @@ type procHolding struct {
 // holdIdle opens n connections on p, each exchanging 64 bytes, keeps them
 // open and idle, measures the serving processes, then checks that every one
 // still answers, and closes them.
-func holdIdle(ctx context.Context, p *path, n int) *held {
+// With profileDir set, holdIdle also saves a heap profile of each process
+// while it holds the connections.
+func holdIdle(ctx context.Context, p *path, n int, profileDir string) *held {
 	h := &held{Conns: n}
 	before := map[string]*procHolding{}
 	for _, pr := range p.procs {
@@ -294,6 +297,12 @@ func holdIdle(ctx context.Context, p *path, n int) *held {
 		ph.RSSHeld, _, _ = stack.ReadStatus(pr.d.Pid())
 		ph.GoroutinesHeld, _ = goroutines(pr.pprof)
 		ph.FDsHeld, _ = stack.CountFDs(pr.d.Pid())
+		if profileDir != "" && pr.pprof != "" {
+			file := filepath.Join(profileDir, fmt.Sprintf("%s-%s-idle-heap.pprof", p.name, pr.name))
+			if err := fetchURL(ctx, "http://"+pr.pprof+"/debug/pprof/heap", file); err != nil {
+				note(fmt.Errorf("heap profile of %s: %w", pr.name, err))
+			}
+		}
 		if h.Opened > 0 {
 			ph.BytesPerConn = float64(ph.RSSHeld-ph.RSSIdle) / float64(h.Opened)
 			ph.GoroutinesPer = float64(ph.GoroutinesHeld-ph.GoroutinesIdle) / float64(h.Opened)

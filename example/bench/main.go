@@ -76,7 +76,7 @@ func main() {
 	flag.StringVar(&o.LogLevel, "log-level", "info", "SWL_LOG_LEVEL and SWC_LOG_LEVEL of the daemons (info, their default, logs two lines per tunnelled connection in each)")
 	flag.StringVar(&o.bin, "bin", "bin", "directory holding sw-listener and sw-connector (built with go build when missing)")
 	flag.StringVar(&o.out, "out", "bench.json", "where the JSON report is written")
-	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of the daemons and the raw QUIC server during an extra bulk transfer each way (empty: none)")
+	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of the daemons and the raw QUIC server during an extra bulk transfer each way, and heap profiles while they hold the idle connections (empty: none)")
 	flag.IntVar(&o.profileSecs, "profile-seconds", 5, "length of each profiled transfer")
 	flag.Parse()
 	if o.Quick {
@@ -244,7 +244,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 			break
 		}
 		fmt.Fprintf(os.Stderr, "holding %d idle connections on %s\n", o.Idle, p.name)
-		rep.Held[p.name] = holdIdle(ctx, p, o.Idle)
+		rep.Held[p.name] = holdIdle(ctx, p, o.Idle, o.profileDir)
 	}
 	rep.Machine.StealPercent = steal0.stealSince()
 	if o.profileDir != "" && ctx.Err() == nil {
@@ -321,8 +321,12 @@ func profile(ctx context.Context, o *options, paths []*path, rep *report) error 
 }
 
 func fetch(ctx context.Context, pprofAddr string, secs int, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, secs), nil)
+	return fetchURL(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, secs), file)
+}
+
+// fetchURL saves what url answers to file.
+func fetchURL(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -332,7 +336,7 @@ func fetch(ctx context.Context, pprofAddr string, secs int, file string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile from %s: %s", pprofAddr, resp.Status)
+		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	f, err := os.Create(file)
 	if err != nil {

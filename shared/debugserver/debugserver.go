@@ -54,6 +54,11 @@ func Listen(addr string, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for pprof on tcp %s: %w", addr, err)
 	}
+	// "localhost" is whatever the resolver says: check what was bound.
+	if a, ok := ln.Addr().(*net.TCPAddr); !ok || !a.IP.IsLoopback() {
+		ln.Close()
+		return nil, fmt.Errorf("listen for pprof on tcp %s: bound %s, which is not a loopback address", addr, ln.Addr())
+	}
 	return &Server{ln: ln, log: log}, nil
 }
 

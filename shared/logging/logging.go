@@ -62,3 +62,20 @@ func NewTo(w io.Writer, level, format string) (*zap.Logger, error) {
 	out := zapcore.Lock(zapcore.AddSync(w))
 	return zap.New(zapcore.NewCore(enc, out, lvl), zap.ErrorOutput(out)), nil
 }
+
+// Sampling of Flood: per message, the first FloodFirst lines of each second
+// are written, then one in FloodThereafter.
+const (
+	FloodFirst      = 10
+	FloodThereafter = 100
+)
+
+// Flood returns log for lines that anyone on the network can cause at will
+// (refused handshakes, refused clients): an unauthenticated peer must not be
+// able to fill the disk through the log. The metrics count every refusal;
+// the log keeps enough of them to explain what happens.
+func Flood(log *zap.Logger) *zap.Logger {
+	return log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, FloodFirst, FloodThereafter)
+	}))
+}

@@ -88,6 +88,13 @@ func Listen(setting, addr string, reg *prometheus.Registry, ready func() error, 
 	if err != nil {
 		return nil, fmt.Errorf("%s=%s: listen for metrics: %w", setting, addr, err)
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		// Metrics name UIDs, ports and internal targets: say so once
+		// where the operator looks, rather than refuse a common setup
+		// (a scraper on another host, behind a firewall).
+		log.Warn("metrics are served without authentication on a non-loopback address; restrict who can reach it",
+			zap.String("setting", setting), zap.Stringer("addr", ln.Addr()))
+	}
 	return &Server{
 		ln:  ln,
 		log: log,

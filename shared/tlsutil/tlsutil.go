@@ -107,8 +107,11 @@ func serverConfig(cert tls.Certificate, clientCAs *x509.CertPool, remote net.Add
 		// Still set: the CertificateRequest names the acceptable CAs.
 		ClientCAs:  clientCAs,
 		NextProtos: []string{wire.ALPN},
-		// Called on every handshake, resumed ones included, so nothing gets
-		// in unverified.
+		// Connectors never resume (their config keeps no session cache):
+		// without tickets, every handshake presents and proves a
+		// certificate, and no resumption path is left to a hand-made client.
+		SessionTicketsDisabled: true,
+		// Called on every handshake, so nothing gets in unverified.
 		VerifyConnection: func(state tls.ConnectionState) error {
 			if _, err := VerifyClient(state.PeerCertificates, clientCAs); err != nil {
 				if refused != nil {

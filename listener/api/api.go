@@ -7,6 +7,7 @@ package api
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,12 @@ import (
 
 	"github.com/socket-warp/socket-warp/shared/metrics"
 )
+
+// OpenAPI is the description of every route New registers (openapi.yaml,
+// served at GET /openapi.yaml). openapi_test.go holds the two to each other.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
 
 // MaxBodyBytes caps request bodies; the largest valid one is far smaller.
 const MaxBodyBytes = 64 << 10
@@ -117,6 +124,11 @@ func New(svc Service, log *zap.Logger, opts ...Option) *echo.Echo {
 	e.DELETE("/close", h.close)
 	e.GET("/list", h.list)
 	e.GET("/connections", h.connections)
+	// Behind the token like the rest: the file is public in the repository,
+	// but the token's exemptions stay the health probes alone.
+	e.GET("/openapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", OpenAPI)
+	})
 	if o.metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(o.metrics))
 	}

@@ -381,7 +381,23 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	// buffer of its own, which an idle tunnel would hold for its lifetime.
 	id := make([]zap.Field, 0, 8)
 	id = append(id, logging.Stream(int64(st.StreamID())))
+	tc := relay.OnFreshStack(func() *net.TCPConn { return c.openTarget(ctx, st, start, &id) })
+	if tc == nil {
+		return
+	}
+	c.stats.streams.Add(1)
+	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{AToB: &c.stats.bytesUp, BToA: &c.stats.bytesDown})
+	c.stats.streams.Add(-1)
+	c.log.Info("tunnel closed", append(id, logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
+		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))...)
+}
 
+// openTarget reads the stream's header and dials its target. It answers and
+// ends the stream itself and returns nil when it refuses it; a probe is
+// answered the same way.
+func (c *Connector) openTarget(ctx context.Context, st *quic.Stream, start time.Time, idp *[]zap.Field) *net.TCPConn {
+	id := *idp
+	defer func() { *idp = id }()
 	// A listener that opens a stream and sends nothing must not pin this
 	// goroutine forever.
 	_ = st.SetReadDeadline(start.Add(time.Duration(c.cfg.HeaderTimeout)))
@@ -390,7 +406,7 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	if err != nil {
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
 		c.log.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
-		return
+		return nil
 	}
 	if hdr.Probe {
 		// The listener asks whether this connection is still alive
@@ -399,7 +415,7 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		// any verdict.
 		c.refuse(st, wire.VerdictOK, "")
 		c.log.Debug("probe answered", id...)
-		return
+		return nil
 	}
 	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))
 	id = append(id, logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
@@ -409,7 +425,7 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	if err != nil {
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
 		c.log.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
-		return
+		return nil
 	}
 
 	tc, err := c.dial(ctx, hdr, target)
@@ -420,14 +436,14 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 		reason := fmt.Sprintf("target %s is not allowed by SWC_ALLOW", target)
 		c.refuse(st, wire.VerdictForbidden, reason)
 		c.log.Warn("stream refused", append(id, logging.Reason(reason+": "+refusal.Detail))...)
-		return
+		return nil
 	}
 	if err != nil {
 		c.stats.dialFailure(target)
 		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
 		c.refuse(st, wire.VerdictDialFailed, reason)
 		c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
-		return
+		return nil
 	}
 	if proxyHdr != nil {
 		if _, err := proxyHdr.WriteTo(tc); err != nil {
@@ -435,15 +451,11 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 			reason := fmt.Sprintf("write PROXY header to %s: %v", target, unwrapOpError(err))
 			c.refuse(st, wire.VerdictDialFailed, reason)
 			c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
-			return
+			return nil
 		}
 	}
 	c.log.Info("tunnel opened", id...)
-	c.stats.streams.Add(1)
-	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{AToB: &c.stats.bytesUp, BToA: &c.stats.bytesDown})
-	c.stats.streams.Add(-1)
-	c.log.Info("tunnel closed", append(id, logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
-		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))...)
+	return tc
 }
 
 // okFirst sends the ok verdict with the target's first bytes (or its FIN)

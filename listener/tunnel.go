@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -89,63 +90,18 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 	id := make([]zap.Field, 0, 9)
 	id = append(id, logging.UID(b.spec.UID), logging.Port(b.spec.Port), logging.Target(b.target),
 		logging.Remote(client.RemoteAddr().String()))
-	refuse := func(o outcome, reason string) {
-		l.outcomes[o].Add(1)
-		// A reset, not a clean close: the client must not take an empty
-		// answer for a real one.
-		relay.TCP(client).Abort(0)
-		l.floodLog.Warn("tunnel refused", append(id, logging.Reason(reason))...)
-	}
-
-	// The limits first: a client beyond them costs no stream, and waits
-	// for nothing.
 	n := b.conns.Add(1)
 	defer b.conns.Add(-1)
-	if limit := l.cfg.MaxConnsPerPort; limit > 0 && n > int64(limit) {
-		refuse(outcomePortLimit, fmt.Sprintf("limit: %d connections on port %d (SWL_MAX_CONNS_PER_PORT)", limit, b.spec.Port))
-		return
-	}
-	if !l.uidConns.acquire(b.spec.UID, l.cfg.MaxConnsPerUID) {
-		refuse(outcomeUIDLimit, fmt.Sprintf("limit: %d connections for uid %s (SWL_MAX_CONNS_PER_UID)", l.cfg.MaxConnsPerUID, b.spec.UID))
+	t := relay.OnFreshStack(func() *opened { return l.openStream(b, client, n, start, &id) })
+	if t == nil {
 		return
 	}
 	defer l.uidConns.release(b.spec.UID)
-
-	s := l.sessions.Get(b.spec.UID)
-	if s == nil {
-		refuse(outcomeNoConnector, "connector not connected")
-		return
-	}
-	if s.Draining.Load() {
-		refuse(outcomeNoConnector, "connector going away")
-		return
-	}
-	openCtx, cancel := context.WithTimeout(b.ctx, l.cfg.StreamOpenTimeout)
-	st, err := s.Conn.OpenStreamSync(openCtx)
-	cancel()
-	if err != nil {
-		refuse(outcomeStreamFailed, fmt.Sprintf("open stream: %v", err))
-		return
-	}
-	hdr := streamHeader(b.spec, client)
-	buf, err := hdr.Append(make([]byte, 0, hdr.Len()))
-	if err == nil {
-		// The client's first bytes follow right behind the header: no round
-		// trip is spent waiting for the connector's verdict.
-		_, err = st.Write(buf)
-	}
-	if err != nil {
-		relay.Stream(st).Abort(wire.StreamCodeAborted)
-		refuse(outcomeStreamFailed, fmt.Sprintf("write stream header: %v", err))
-		return
-	}
-	l.streamOpen.Observe(time.Since(start).Seconds())
+	s, st := t.session, t.stream
 	s.Streams.Add(1)
 	defer s.Streams.Add(-1)
 	b.active.Add(1)
 	defer b.active.Add(-1)
-	id = append(id, logging.Stream(int64(st.StreamID())))
-	l.log.Info("tunnel opened", id...)
 	vc := &verdictConn{Conn: relay.Stream(st), ok: &l.outcomes[outcomeOK]}
 	res := relay.Relay(b.ctx, relay.TCP(client), vc, relay.Counters{
 		AToB: &b.bytesUp, BToA: &b.bytesDown,
@@ -168,6 +124,74 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		l.outcomes[outcomeAborted].Add(1)
 	}
 	l.log.Info("tunnel closed", fields...)
+}
+
+// opened is a tunnel's stream, written its header, with the UID's connection
+// count taken (the caller releases it).
+type opened struct {
+	session *registry.Session
+	stream  *quic.Stream
+}
+
+// openStream checks the limits (n is the port's connections, this one
+// included), opens a stream to the connector and writes the header. It resets
+// the client and returns nil when it refuses it.
+func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start time.Time, idp *[]zap.Field) *opened {
+	id := *idp
+	defer func() { *idp = id }()
+	refuse := func(o outcome, reason string) *opened {
+		l.outcomes[o].Add(1)
+		// A reset, not a clean close: the client must not take an empty
+		// answer for a real one.
+		relay.TCP(client).Abort(0)
+		l.floodLog.Warn("tunnel refused", append(id, logging.Reason(reason))...)
+		return nil
+	}
+
+	// The limits first: a client beyond them costs no stream, and waits
+	// for nothing.
+	if limit := l.cfg.MaxConnsPerPort; limit > 0 && n > int64(limit) {
+		return refuse(outcomePortLimit, fmt.Sprintf("limit: %d connections on port %d (SWL_MAX_CONNS_PER_PORT)", limit, b.spec.Port))
+	}
+	if !l.uidConns.acquire(b.spec.UID, l.cfg.MaxConnsPerUID) {
+		return refuse(outcomeUIDLimit, fmt.Sprintf("limit: %d connections for uid %s (SWL_MAX_CONNS_PER_UID)", l.cfg.MaxConnsPerUID, b.spec.UID))
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			l.uidConns.release(b.spec.UID)
+		}
+	}()
+
+	s := l.sessions.Get(b.spec.UID)
+	if s == nil {
+		return refuse(outcomeNoConnector, "connector not connected")
+	}
+	if s.Draining.Load() {
+		return refuse(outcomeNoConnector, "connector going away")
+	}
+	openCtx, cancel := context.WithTimeout(b.ctx, l.cfg.StreamOpenTimeout)
+	st, err := s.Conn.OpenStreamSync(openCtx)
+	cancel()
+	if err != nil {
+		return refuse(outcomeStreamFailed, fmt.Sprintf("open stream: %v", err))
+	}
+	hdr := streamHeader(b.spec, client)
+	buf, err := hdr.Append(make([]byte, 0, hdr.Len()))
+	if err == nil {
+		// The client's first bytes follow right behind the header: no round
+		// trip is spent waiting for the connector's verdict.
+		_, err = st.Write(buf)
+	}
+	if err != nil {
+		relay.Stream(st).Abort(wire.StreamCodeAborted)
+		return refuse(outcomeStreamFailed, fmt.Sprintf("write stream header: %v", err))
+	}
+	l.streamOpen.Observe(time.Since(start).Seconds())
+	id = append(id, logging.Stream(int64(st.StreamID())))
+	l.log.Info("tunnel opened", id...)
+	ok = true
+	return &opened{session: s, stream: st}
 }
 
 // streamHeader is the header of a stream carrying client over port p. With

@@ -299,8 +299,12 @@ func holdIdle(ctx context.Context, p *path, n int, profileDir string) *held {
 		ph.FDsHeld, _ = stack.CountFDs(pr.d.Pid())
 		if profileDir != "" && pr.pprof != "" {
 			file := filepath.Join(profileDir, fmt.Sprintf("%s-%s-idle-heap.pprof", p.name, pr.name))
-			if err := fetchURL(ctx, "http://"+pr.pprof+"/debug/pprof/heap", file); err != nil {
-				note(fmt.Errorf("heap profile of %s: %w", pr.name, err))
+			// The text form ends with runtime.MemStats: Stack shows what
+			// goroutine stacks cost, which the profile itself leaves out.
+			for url, f := range map[string]string{"/debug/pprof/heap": file, "/debug/pprof/heap?debug=1": file + ".txt"} {
+				if err := fetchURL(ctx, "http://"+pr.pprof+url, f); err != nil {
+					note(fmt.Errorf("heap profile of %s: %w", pr.name, err))
+				}
 			}
 		}
 		if h.Opened > 0 {

@@ -288,7 +288,8 @@ func checkNoFile(idle int) error {
 }
 
 // profile records CPU profiles of the daemons (tunnel) and of the raw QUIC
-// server (quic) during one bulk transfer each way, outside the rounds.
+// server (quic) during one bulk transfer each way and one run of sequential
+// new connections, outside the rounds.
 func profile(ctx context.Context, o *options, paths []*path, rep *report) error {
 	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
 		return err
@@ -298,14 +299,14 @@ func profile(ctx context.Context, o *options, paths []*path, rep *report) error 
 		for _, dir := range []struct {
 			name string
 			f    transfer
-		}{{"up", upload}, {"down", download}} {
+		}{{"up", upload}, {"down", download}, {"conns", sequentialConns}} {
 			var wg sync.WaitGroup
 			errs := make([]error, len(p.procs))
 			for i, pr := range p.procs {
 				if pr.name == "target" {
 					continue
 				}
-				file := filepath.Join(o.profileDir, fmt.Sprintf("%s-bulk-%s.pprof", pr.name, dir.name))
+				file := filepath.Join(o.profileDir, fmt.Sprintf("%s-%s.pprof", pr.name, dir.name))
 				wg.Go(func() { errs[i] = fetch(ctx, pr.pprof, o.profileSecs, file) })
 				rep.Profiles = append(rep.Profiles, file)
 			}
@@ -347,4 +348,10 @@ func fetchURL(ctx context.Context, url, file string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// sequentialConns is a new-connection run shaped as a transfer, for profile.
+func sequentialConns(ctx context.Context, p *path, d time.Duration) (int64, time.Duration, error) {
+	_, _, err := connRate(ctx, p, 1, d)
+	return 0, d, err
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
+	"github.com/socket-warp/socket-warp/shared/quicconf"
 	"github.com/socket-warp/socket-warp/shared/relay"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
@@ -85,13 +86,13 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 	if host == "" {
 		host = cfg.ServerName
 	}
-	c.quicConf = &quic.Config{
+	c.quicConf = quicconf.Windows(&quic.Config{
 		KeepAlivePeriod:       time.Duration(cfg.KeepAlive),
 		MaxIdleTimeout:        time.Duration(cfg.IdleTimeout),
 		HandshakeIdleTimeout:  10 * time.Second,
 		MaxIncomingStreams:    MaxStreams,
 		MaxIncomingUniStreams: -1,
-	}
+	})
 	c.addr = net.JoinHostPort(host, strconv.Itoa(cfg.ServicePort))
 	if c.allow, err = cfg.Allow.Policy(); err != nil {
 		return nil, err // Validate has reported it already

@@ -30,6 +30,7 @@ import (
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
+	"github.com/socket-warp/socket-warp/shared/quicconf"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -116,14 +117,14 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	l.api = api.New(l, log, apiOpts...)
 
 	tlsConf := certs.ServerConfig(l.handshakeRefused)
-	quicConf := &quic.Config{
+	quicConf := quicconf.Windows(&quic.Config{
 		MaxIdleTimeout:  cfg.IdleTimeout,
 		KeepAlivePeriod: cfg.KeepAlive,
 		// Streams are opened by the listener only; a connector has no
 		// business opening any.
 		MaxIncomingStreams:    -1,
 		MaxIncomingUniStreams: -1,
-	}
+	})
 	quicAddrs, _ := SplitAddrs(cfg.Addrs)
 	for _, a := range quicAddrs {
 		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/shared/debugserver"
+	"github.com/socket-warp/socket-warp/shared/quicconf"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -181,13 +182,13 @@ func runTarget(ctx context.Context, addr string) error {
 // connection: the keep-alive and idle timeout, stream credit for every
 // tunnelled connection, quic-go's default flow-control windows.
 func quicConfig() *quic.Config {
-	return &quic.Config{
+	return quicconf.Windows(&quic.Config{
 		KeepAlivePeriod:       20 * time.Second,
 		MaxIdleTimeout:        60 * time.Second,
 		HandshakeIdleTimeout:  10 * time.Second,
 		MaxIncomingStreams:    1 << 16,
 		MaxIncomingUniStreams: -1,
-	}
+	})
 }
 
 // runQUICServer is the raw quic-go end: the listener's TLS (mTLS, TLS 1.3,

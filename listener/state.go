@@ -61,6 +61,12 @@ func (l *Listener) restoreLocked() {
 		l.ports[p.Port] = b
 		log.Info("port restored", logging.Target(b.target), proxyField(p))
 	}
+	if max := l.cfg.MaxPorts; max > 0 && len(l.stored) > max {
+		// Never dropped: the limit may have been lowered on purpose, and
+		// which ports to give up is the operator's call.
+		l.log.Warn("more ports restored than SWL_MAX_PORTS allows; /open refuses new ones until some are closed",
+			zap.Int("ports", len(l.stored)), zap.Int("max_ports", max))
+	}
 	l.stored = nil
 }
 

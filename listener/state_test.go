@@ -439,3 +439,37 @@ func TestStateWriteFailures(t *testing.T) {
 		t.Fatalf("state file: %+v, want empty", got)
 	}
 }
+
+// TestRestoreBeyondMaxPorts: a limit lowered below the stored ports drops
+// none of them; it is logged, and /open refuses new ones.
+func TestRestoreBeyondMaxPorts(t *testing.T) {
+	f := newFiles(t)
+	cfg := f.config()
+	first := launch(t, cfg)
+	connectorConn(t, f, first.Listener, "swc-1")
+	testutil.Eventually(t, "connector bound", func() bool { return first.Connected("swc-1") })
+	var specs []api.Port
+	for range 2 {
+		spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
+		if status, body := httpDo(t, http.MethodPost, first.api+"/open", "", openBody(spec)); status != http.StatusOK {
+			t.Fatalf("open: %d %s", status, body)
+		}
+		specs = append(specs, spec)
+	}
+	first.stop()
+
+	cfg.MaxPorts = 1
+	second := launch(t, cfg)
+	if got := second.listPorts(t); len(got) != 2 {
+		t.Fatalf("list after a restart with SWL_MAX_PORTS=1: %+v, want both stored ports", got)
+	}
+	if !testutil.Logged(second.logs, "more ports restored than SWL_MAX_PORTS allows; /open refuses new ones until some are closed", "max_ports", "1") {
+		t.Error("the exceeded limit is not logged")
+	}
+	connectorConn(t, f, second.Listener, "swc-1")
+	testutil.Eventually(t, "connector bound", func() bool { return second.Connected("swc-1") })
+	spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
+	if status, body := httpDo(t, http.MethodPost, second.api+"/open", "", openBody(spec)); status != http.StatusConflict {
+		t.Fatalf("open beyond the limit: %d %s, want 409", status, body)
+	}
+}

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,7 +226,7 @@ func holdIdle(ctx context.Context, p *path, n int, profileDir string) *held {
 	for _, pr := range p.procs {
 		ph := &procHolding{Name: pr.name}
 		ph.RSSIdle, _, _ = stack.ReadStatus(pr.d.Pid())
-		ph.GoroutinesIdle, _ = goroutines(pr.pprof)
+		ph.GoroutinesIdle, _ = stack.Goroutines(pr.pprof)
 		before[pr.name] = ph
 		h.Procs = append(h.Procs, ph)
 	}
@@ -295,7 +291,7 @@ func holdIdle(ctx context.Context, p *path, n int, profileDir string) *held {
 	for _, pr := range p.procs {
 		ph := before[pr.name]
 		ph.RSSHeld, _, _ = stack.ReadStatus(pr.d.Pid())
-		ph.GoroutinesHeld, _ = goroutines(pr.pprof)
+		ph.GoroutinesHeld, _ = stack.Goroutines(pr.pprof)
 		ph.FDsHeld, _ = stack.CountFDs(pr.d.Pid())
 		if profileDir != "" && pr.pprof != "" {
 			file := filepath.Join(profileDir, fmt.Sprintf("%s-%s-idle-heap.pprof", p.name, pr.name))
@@ -331,27 +327,6 @@ func holdIdle(ctx context.Context, p *path, n int, profileDir string) *held {
 		}
 	})
 	return h
-}
-
-// goroutines reads the total from the goroutine profile of a pprof endpoint.
-func goroutines(addr string) (int, error) {
-	if addr == "" {
-		return 0, errors.New("no pprof endpoint")
-	}
-	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil {
-		return 0, err
-	}
-	n, ok := strings.CutPrefix(strings.TrimSpace(line), "goroutine profile: total ")
-	if !ok {
-		return 0, fmt.Errorf("goroutine profile starts %q", line)
-	}
-	return strconv.Atoi(n)
 }
 
 // percentile of sorted durations, in microseconds.

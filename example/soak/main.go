@@ -11,10 +11,10 @@
 // What is measured on each daemon, from /proc (Linux only):
 //
 //   - open file descriptors (/proc/PID/fd): every tunnelled connection holds a
-//     TCP socket in the daemon that serves it, so this is the leak signal. The
-//     soak runs the daemons as users do, without their opt-in pprof endpoint;
-//     a leaked connection goroutine keeps its socket, so the fd count stands
-//     in for the goroutine count.
+//     TCP socket in the daemon that serves it.
+//   - goroutines, from each daemon's opt-in pprof endpoint (SWL_PPROF_ADDR,
+//     SWC_PPROF_ADDR on loopback, otherwise idle): every tunnel runs two in
+//     each daemon.
 //   - RSS (VmRSS in /proc/PID/status) before, at its peak, right after the
 //     close, and once settled. The daemons give memory back once their load
 //     falls (shared/memtrim), within seconds; RSS is not expected to return
@@ -23,8 +23,8 @@
 //     (30 s) and fails when RSS stays more than 32 MiB above the baseline.
 //   - OS threads (Threads in /proc/PID/status), for information.
 //
-// It exits non-zero on any corruption, any connection error, descriptors not
-// back to the baseline (+10) within 30 s, RSS still more than 32 MiB above
+// It exits non-zero on any corruption, any connection error, descriptors (+10)
+// or goroutines (+5) not back to the baseline within 30 s, RSS still more than 32 MiB above
 // the baseline after -rss-wait, or a daemon that does not exit 0 on SIGTERM. The figures are
 // printed as a table and written to soak.json.
 package main
@@ -56,6 +56,7 @@ import (
 const (
 	maxChunk     = 64 << 10
 	fdTolerance  = 10
+	gorTolerance = 5
 	rssTolerance = 32 << 20
 	settleWait   = 30 * time.Second
 	uid          = "swc-soak"
@@ -120,6 +121,9 @@ type daemonStat struct {
 	ThreadsBase  int    `json:"threads_baseline"`
 	ThreadsPeak  int    `json:"threads_peak"`
 	ThreadsAfter int    `json:"threads_after"`
+	GorBaseline  int    `json:"goroutines_baseline"`
+	GorPeak      int    `json:"goroutines_peak"`
+	GorAfter     int    `json:"goroutines_after"`
 	ExitCode     int    `json:"exit_code"`
 }
 
@@ -136,10 +140,10 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "daemon\tfds base\tfds peak\tfds after\tsettled in\tRSS base\tRSS peak\tRSS at close\tRSS after\tsettled in\tthreads b/p/a\texit\t")
+	fmt.Fprintln(tw, "daemon\tfds base\tfds peak\tfds after\tgoroutines b/p/a\tsettled in\tRSS base\tRSS peak\tRSS at close\tRSS after\tsettled in\tthreads b/p/a\texit\t")
 	for _, d := range r.Daemons {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d/%d\t%d\t\n", d.Name,
-			d.FDsBaseline, d.FDsPeak, d.FDsAfter, d.SettledIn,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d/%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d/%d\t%d\t\n", d.Name,
+			d.FDsBaseline, d.FDsPeak, d.FDsAfter, d.GorBaseline, d.GorPeak, d.GorAfter, d.SettledIn,
 			mib(d.RSSBaseline), mib(d.RSSPeak), mib(d.RSSClosed), mib(d.RSSAfter), d.RSSSettledIn,
 			d.ThreadsBase, d.ThreadsPeak, d.ThreadsAfter, d.ExitCode)
 	}
@@ -197,12 +201,20 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 		return nil, err
 	}
 
-	l, err := startDaemon("sw-listener", lbin, tmp, files.ListenerEnv(tmp, quicPort, apiPort))
+	var pprofPorts [2]int
+	for i := range pprofPorts {
+		if pprofPorts[i], err = stack.FreePort("tcp"); err != nil {
+			return nil, err
+		}
+	}
+	l, err := startDaemon("sw-listener", lbin, tmp, pprofPorts[0],
+		append(files.ListenerEnv(tmp, quicPort, apiPort), fmt.Sprintf("SWL_PPROF_ADDR=127.0.0.1:%d", pprofPorts[0])))
 	if err != nil {
 		return nil, err
 	}
 	defer l.Kill()
-	c, err := startDaemon("sw-connector", cbin, tmp, files.ConnectorEnv(quicPort))
+	c, err := startDaemon("sw-connector", cbin, tmp, pprofPorts[1],
+		append(files.ConnectorEnv(quicPort), fmt.Sprintf("SWC_PPROF_ADDR=127.0.0.1:%d", pprofPorts[1])))
 	if err != nil {
 		return nil, err
 	}
@@ -230,11 +242,11 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 
 	rep := &report{
 		Conns: nConns, Duration: duration.String(),
-		Measured: "open file descriptors in /proc/PID/fd (sockets; pprof is off as in production, " +
-			"a leaked connection keeps its socket) and VmRSS/Threads from /proc/PID/status; " +
-			fmt.Sprintf("fds must return to baseline+%d within %s, RSS to within baseline+32 MiB within %s "+
+		Measured: "open file descriptors in /proc/PID/fd, goroutines from /debug/pprof/goroutine " +
+			"and VmRSS/Threads from /proc/PID/status; " +
+			fmt.Sprintf("fds and goroutines must return to baseline+%d and +%d within %s, RSS to within baseline+32 MiB within %s "+
 				"(the daemons return memory once their load falls; the relay keeps a bounded set of free buffers "+
-				"and the heap some headroom, so RSS is not expected to drop back exactly)", fdTolerance, settleWait, rssWait),
+				"and the heap some headroom, so RSS is not expected to drop back exactly)", fdTolerance, gorTolerance, settleWait, rssWait),
 	}
 	st := &stats{}
 	start := time.Now()
@@ -261,8 +273,9 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 		s := d.stat
 		for {
 			n, _ := stack.CountFDs(d.Pid())
-			s.FDsAfter = n
-			if n <= s.FDsBaseline+fdTolerance || time.Now().After(deadline) || ctx.Err() != nil {
+			g, _ := stack.Goroutines(d.pprof)
+			s.FDsAfter, s.GorAfter = n, g
+			if n <= s.FDsBaseline+fdTolerance && g <= s.GorBaseline+gorTolerance || time.Now().After(deadline) || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(250 * time.Millisecond)
@@ -270,6 +283,10 @@ func run(ctx context.Context, nConns int, duration, rssWait time.Duration, binDi
 		s.SettledIn = time.Since(settleStart).Round(10 * time.Millisecond).String()
 		if s.FDsAfter > s.FDsBaseline+fdTolerance {
 			rep.fail("%s: %d fds after, baseline %d (+%d allowed): leak", s.Name, s.FDsAfter, s.FDsBaseline, fdTolerance)
+			s.SettledIn = "never"
+		}
+		if s.GorAfter > s.GorBaseline+gorTolerance {
+			rep.fail("%s: %d goroutines after, baseline %d (+%d allowed): leak", s.Name, s.GorAfter, s.GorBaseline, gorTolerance)
 			s.SettledIn = "never"
 		}
 	}
@@ -372,15 +389,16 @@ func (e *echo) close() {
 // daemon is one of the two processes with its figures.
 type daemon struct {
 	*stack.Daemon
-	stat *daemonStat
+	pprof string // its pprof endpoint, for the goroutine count
+	stat  *daemonStat
 }
 
-func startDaemon(name, bin, dir string, env []string) (*daemon, error) {
+func startDaemon(name, bin, dir string, pprofPort int, env []string) (*daemon, error) {
 	d, err := stack.Start(name, bin, dir, nil, env...)
 	if err != nil {
 		return nil, err
 	}
-	return &daemon{Daemon: d, stat: &daemonStat{Name: name, ExitCode: -1}}, nil
+	return &daemon{Daemon: d, pprof: fmt.Sprintf("127.0.0.1:%d", pprofPort), stat: &daemonStat{Name: name, ExitCode: -1}}, nil
 }
 
 // settleBaseline waits until the fd count holds still for a second (at most
@@ -409,6 +427,10 @@ func (d *daemon) settleBaseline(ctx context.Context) error {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
 	s.RSSBaseline, s.RSSPeak, s.ThreadsBase, s.ThreadsPeak = rss, rss, threads, threads
+	if s.GorBaseline, err = stack.Goroutines(d.pprof); err != nil {
+		return fmt.Errorf("%s: goroutines: %w", s.Name, err)
+	}
+	s.GorPeak = s.GorBaseline
 	return nil
 }
 
@@ -431,6 +453,9 @@ func startMonitor(ds []*daemon) *monitor {
 				}
 				if rss, th, err := stack.ReadStatus(d.Pid()); err == nil {
 					s.RSSPeak, s.ThreadsPeak = max(s.RSSPeak, rss), max(s.ThreadsPeak, th)
+				}
+				if g, err := stack.Goroutines(d.pprof); err == nil {
+					s.GorPeak = max(s.GorPeak, g)
 				}
 			}
 			select {

@@ -290,3 +290,24 @@ func OpenTunnel(ctx context.Context, apiPort, port int, uid string, targetPort i
 	}
 	return fmt.Errorf("open port %d: %s", port, last)
 }
+
+// Goroutines reads the total from the goroutine profile of a pprof endpoint.
+func Goroutines(addr string) (int, error) {
+	if addr == "" {
+		return 0, errors.New("no pprof endpoint")
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	n, ok := strings.CutPrefix(strings.TrimSpace(line), "goroutine profile: total ")
+	if !ok {
+		return 0, fmt.Errorf("goroutine profile starts %q", line)
+	}
+	return strconv.Atoi(n)
+}

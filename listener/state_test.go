@@ -448,13 +448,11 @@ func TestRestoreBeyondMaxPorts(t *testing.T) {
 	first := launch(t, cfg)
 	connectorConn(t, f, first.Listener, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return first.Connected("swc-1") })
-	var specs []api.Port
 	for range 2 {
 		spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
 		if status, body := httpDo(t, http.MethodPost, first.api+"/open", "", openBody(spec)); status != http.StatusOK {
 			t.Fatalf("open: %d %s", status, body)
 		}
-		specs = append(specs, spec)
 	}
 	first.stop()
 

@@ -87,9 +87,11 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 		host = cfg.ServerName
 	}
 	c.quicConf = quicconf.Windows(&quic.Config{
-		KeepAlivePeriod:       time.Duration(cfg.KeepAlive),
-		MaxIdleTimeout:        time.Duration(cfg.IdleTimeout),
-		HandshakeIdleTimeout:  10 * time.Second,
+		KeepAlivePeriod: time.Duration(cfg.KeepAlive),
+		MaxIdleTimeout:  time.Duration(cfg.IdleTimeout),
+		// A listener that answers nothing is given no longer than a
+		// connection that stops answering.
+		HandshakeIdleTimeout:  min(10*time.Second, time.Duration(cfg.IdleTimeout)),
 		MaxIncomingStreams:    MaxStreams,
 		MaxIncomingUniStreams: -1,
 	})
@@ -228,7 +230,7 @@ func (c *Connector) Run(ctx context.Context) error {
 			bo.Reset()
 			delay = bo.Next()
 		}
-		fields := []zap.Field{zap.String("server", c.addr), logging.Reason(describe(reason)), zap.Duration("retry_in", delay)}
+		fields := []zap.Field{zap.String("server", c.addr), logging.Reason(describe(reason, err != nil)), zap.Duration("retry_in", delay)}
 		switch {
 		case isRefusal(reason):
 			// Retrying will not help until someone fixes the certificate or
@@ -603,7 +605,7 @@ func isLocalTLSFailure(err error) bool {
 }
 
 // describe words a connection failure for a person reading the log.
-func describe(err error) string {
+func describe(err error, dialing bool) string {
 	var (
 		app  *quic.ApplicationError
 		idle *quic.IdleTimeoutError
@@ -615,10 +617,12 @@ func describe(err error) string {
 		return "closed"
 	case errors.As(err, &app) && app.Remote:
 		return fmt.Sprintf("listener closed the connection: %s: %s", wire.CodeString(uint64(app.ErrorCode)), app.ErrorMessage)
+	case errors.As(err, &idle) && dialing, errors.As(err, &hs):
+		// Silence before the handshake completed: nothing came back at
+		// all, which is what a firewall dropping UDP looks like.
+		return "no answer from the listener: is it running, and is UDP allowed out?"
 	case errors.As(err, &idle):
 		return "no packet from the listener within the idle timeout"
-	case errors.As(err, &hs):
-		return "no answer from the listener (handshake timeout): is it running, and is UDP allowed out?"
 	case errors.As(err, &te) && te.ErrorCode.IsCryptoError():
 		return fmt.Sprintf("TLS handshake failed: %v", err)
 	default:

@@ -394,6 +394,26 @@ func TestRetriesAfterDuplicateUIDRefusal(t *testing.T) {
 	}
 }
 
+// A listener whose UDP port swallows everything (what a firewall dropping
+// UDP looks like from the connector) is reported as such, and retried.
+func TestSilentListenerLoggedAsUDPBlocked(t *testing.T) {
+	p := testutil.NewPKI(t)
+	hole, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hole.Close() })
+	cfg := testConfig(t, p, hole.LocalAddr().(*net.UDPAddr).Port)
+	cfg.KeepAlive, cfg.IdleTimeout = Duration(100*time.Millisecond), Duration(300*time.Millisecond)
+	r := start(t, cfg)
+	testutil.Eventually(t, "a second failed attempt", func() bool {
+		return len(r.logs.FilterMessage("connect failed").All()) >= 2
+	})
+	if !r.hasLog("connect failed", "no answer from the listener: is it running, and is UDP allowed out?") {
+		t.Errorf("connect failed lines: %v", r.logs.FilterMessage("connect failed").All())
+	}
+}
+
 // allow sets SWC_ALLOW.
 func allow(rules string) func(*Config) {
 	return func(c *Config) { c.Allow = AllowList{Set: true, Value: rules} }

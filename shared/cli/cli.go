@@ -127,3 +127,37 @@ func ProblemsOf(err error) []string {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
+// Command is a daemon's command line: without arguments it runs; --version,
+// --help and check-config do what they say; anything else is a usage error.
+type Command struct {
+	Name     string
+	Synopsis string // the arguments, e.g. "[--version | --help | check-config]"
+	Run      func()
+	Usage    func(io.Writer)
+	Check    func() int // check-config's exit code
+}
+
+// Main carries out args (os.Args[1:]) and returns the exit code; Run's
+// return is 0.
+func (c Command) Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		c.Run()
+		return 0
+	}
+	if len(args) == 1 {
+		switch args[0] {
+		case "--version", "-version":
+			fmt.Fprintln(stdout, VersionLine(c.Name))
+			return 0
+		case "--help", "-help", "-h", "help":
+			c.Usage(stdout)
+			return 0
+		case "check-config":
+			return c.Check()
+		}
+	}
+	fmt.Fprintf(stderr, "%s: unknown arguments %q\n", c.Name, strings.Join(args, " "))
+	fmt.Fprintf(stderr, "usage: %s %s\n", c.Name, c.Synopsis)
+	return 2
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -64,5 +65,35 @@ func TestReport(t *testing.T) {
 	if code := Report(&b, "sw-x", f); code != 1 ||
 		b.String() != "problem: a\nproblem: b\nproblem: c\nsw-x check-config: 3 problem(s), 0 warning(s)\n" {
 		t.Fatalf("problem report: %d %q", code, b.String())
+	}
+}
+
+func TestCommandMain(t *testing.T) {
+	var ran, checked int
+	c := Command{Name: "sw-x", Synopsis: "[--version | --help | check-config]",
+		Run: func() { ran++ }, Usage: func(w io.Writer) { io.WriteString(w, "usage text\n") },
+		Check: func() int { checked++; return 1 }}
+	for _, tc := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}{
+		{nil, 0, "", ""},
+		{[]string{"--version"}, 0, "sw-x " + Version, ""},
+		{[]string{"-h"}, 0, "usage text", ""},
+		{[]string{"check-config"}, 1, "", ""},
+		{[]string{"check-config", "extra"}, 2, "", `sw-x: unknown arguments "check-config extra"` + "\nusage: sw-x [--version | --help | check-config]"},
+		{[]string{"--verbose"}, 2, "", "unknown arguments"},
+	} {
+		var out, errOut strings.Builder
+		if code := c.Main(tc.args, &out, &errOut); code != tc.code {
+			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
+		}
+		if !strings.Contains(out.String(), tc.stdout) || !strings.Contains(errOut.String(), tc.stderr) {
+			t.Errorf("%q: stdout %q, stderr %q; want them to contain %q and %q", tc.args, out.String(), errOut.String(), tc.stdout, tc.stderr)
+		}
+	}
+	if ran != 1 || checked != 1 {
+		t.Errorf("Run called %d times, Check %d times; want once each", ran, checked)
 	}
 }

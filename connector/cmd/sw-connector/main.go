@@ -24,25 +24,10 @@ func main() {
 	if len(args) > 0 && args[0] == "enroll" {
 		os.Exit(enrollCommand(args[1:], os.Stdout, os.Stderr))
 	}
-	if len(args) == 0 {
-		run()
-		return
+	cmd := cli.Command{Name: name, Synopsis: "[--version | --help | check-config | enroll ...]", Run: run, Usage: usage, Check: checkConfig}
+	if code := cmd.Main(args, os.Stdout, os.Stderr); code != 0 {
+		os.Exit(code)
 	}
-	if len(args) == 1 {
-		switch args[0] {
-		case "--version", "-version":
-			fmt.Println(cli.VersionLine(name))
-			return
-		case "--help", "-help", "-h", "help":
-			usage(os.Stdout)
-			return
-		case "check-config":
-			os.Exit(checkConfig())
-		}
-	}
-	fmt.Fprintf(os.Stderr, "%s: unknown arguments %q\n", name, strings.Join(args, " "))
-	fmt.Fprintf(os.Stderr, "usage: %s [--version | --help | check-config | enroll ...]\n", name)
-	os.Exit(2)
 }
 
 func usage(w io.Writer) {

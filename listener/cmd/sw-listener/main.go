@@ -22,26 +22,10 @@ import (
 const name = "sw-listener"
 
 func main() {
-	args := os.Args[1:]
-	if len(args) == 0 {
-		run()
-		return
+	cmd := cli.Command{Name: name, Synopsis: "[--version | --help | check-config]", Run: run, Usage: usage, Check: checkConfig}
+	if code := cmd.Main(os.Args[1:], os.Stdout, os.Stderr); code != 0 {
+		os.Exit(code)
 	}
-	if len(args) == 1 {
-		switch args[0] {
-		case "--version", "-version":
-			fmt.Println(cli.VersionLine(name))
-			return
-		case "--help", "-help", "-h", "help":
-			usage(os.Stdout)
-			return
-		case "check-config":
-			os.Exit(checkConfig())
-		}
-	}
-	fmt.Fprintf(os.Stderr, "%s: unknown arguments %q\n", name, strings.Join(args, " "))
-	fmt.Fprintf(os.Stderr, "usage: %s [--version | --help | check-config]\n", name)
-	os.Exit(2)
 }
 
 func usage(w io.Writer) {

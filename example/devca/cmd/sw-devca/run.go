@@ -189,6 +189,27 @@ func usageError(env *cliEnv, format string, a ...any) error {
 	return errUsage
 }
 
+// needState checks what init, bootstrap and serve all require: no
+// positional arguments, and --state.
+func needState(env *cliEnv, cmd string, pos []string, state string) error {
+	if len(pos) != 0 {
+		return usageError(env, "%s takes no arguments, got %q", cmd, pos)
+	}
+	if state == "" {
+		return usageError(env, "%s needs --state FILE", cmd)
+	}
+	return nil
+}
+
+// outDir is where init and bootstrap write the listener's files: --out, or
+// else beside the state file.
+func outDir(out, state string) string {
+	if out == "" {
+		return filepath.Dir(state)
+	}
+	return out
+}
+
 func newLogger(env *cliEnv, level, format string) (*zap.Logger, error) {
 	if env.logger != nil {
 		return env.logger, nil
@@ -254,20 +275,14 @@ func cmdInit(args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError(env, "init takes no arguments, got %q", pos)
-	}
-	if *state == "" {
-		return usageError(env, "init needs --state FILE")
+	if err := needState(env, "init", pos, *state); err != nil {
+		return err
 	}
 	opts, err := initF.options(env)
 	if err != nil {
 		return err
 	}
-	dir := *out
-	if dir == "" {
-		dir = filepath.Dir(*state)
-	}
+	dir := outDir(*out, *state)
 	for _, name := range []string{"ca.crt", "server.crt", "server.key"} {
 		p := filepath.Join(dir, name)
 		if _, err := os.Lstat(p); err == nil {
@@ -343,11 +358,8 @@ func cmdBootstrap(args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError(env, "bootstrap takes no arguments, got %q", pos)
-	}
-	if *state == "" {
-		return usageError(env, "bootstrap needs --state FILE")
+	if err := needState(env, "bootstrap", pos, *state); err != nil {
+		return err
 	}
 	if (*client == "") != (*enrollFile == "") || (*client == "") != (*scepURL == "") {
 		return usageError(env, "bootstrap needs --client, --enroll-file and --scep-url together")
@@ -367,10 +379,7 @@ func cmdBootstrap(args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	dir := *out
-	if dir == "" {
-		dir = filepath.Dir(*state)
-	}
+	dir := outDir(*out, *state)
 
 	log, err := newLogger(env, "info", "console")
 	if err != nil {
@@ -463,11 +472,8 @@ func cmdServe(ctx context.Context, args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError(env, "serve takes no arguments, got %q", pos)
-	}
-	if *state == "" {
-		return usageError(env, "serve needs --state FILE")
+	if err := needState(env, "serve", pos, *state); err != nil {
+		return err
 	}
 	if *token == "" {
 		*token = env.getenv(envAdminToken)

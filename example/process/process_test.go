@@ -73,7 +73,13 @@ type proc struct {
 
 func start(t *testing.T, name string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name))
+	return startCmd(t, name, exec.Command(filepath.Join(binDir, name)), env...)
+}
+
+// startCmd is start with the command given, e.g. the daemon behind a shell
+// that sets a limit first.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd, env ...string) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/socket-warp/socket-warp/connector/backoff"
 	"github.com/socket-warp/socket-warp/connector/enroll"
+	"github.com/socket-warp/socket-warp/shared/backoff"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 )

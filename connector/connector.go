@@ -22,9 +22,9 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
-	"github.com/socket-warp/socket-warp/connector/backoff"
 	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/connector/policy"
+	"github.com/socket-warp/socket-warp/shared/backoff"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"

@@ -68,6 +68,12 @@ type Listener struct {
 	streamOpen        prometheus.Histogram
 	outcomes          [numOutcomes]atomic.Int64 // clients of opened ports, by outcome
 	refusedConnectors refusalCounts             // by reason
+	acceptErrors      [numAcceptKinds]atomic.Int64
+	rebinds           atomic.Int64 // dead port sockets bound anew
+
+	// portDownHook, set by a test before Run, runs in the accept loop
+	// once the dead socket of port is closed, before it is bound anew.
+	portDownHook func(port int)
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
@@ -489,12 +495,15 @@ func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
 	return b.spec, nil
 }
 
-// List implements api.Service.
+// List implements api.Service. A served port whose listening socket died
+// has an Error until it is bound anew.
 func (l *Listener) List() []api.Port {
 	l.mu.Lock()
 	out := make([]api.Port, 0, len(l.ports)+len(l.failed))
 	for _, b := range l.ports {
-		out = append(out, b.spec)
+		p := b.spec
+		p.Error = b.notListening()
+		out = append(out, p)
 	}
 	for _, f := range l.failed {
 		p := f.spec

@@ -3,8 +3,11 @@ package listener
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +55,13 @@ var (
 		"Connectors connected now.", nil, nil)
 	descPorts = prometheus.NewDesc(metricName("ports"),
 		"Ports opened and listening now.", nil, nil)
+	descPortsDown = prometheus.NewDesc(metricName("ports_down"),
+		"Ports opened whose listening socket died, not listening until it is bound anew (GET /list says why).", nil, nil)
+	descAcceptErrors = prometheus.NewDesc(metricName("accept_errors_total"),
+		"Failed accepts on opened ports, by kind: temporary (no descriptor or memory left, a client gone; retried after a pause) or died (the socket is bound anew).",
+		[]string{"kind"}, nil)
+	descRebinds = prometheus.NewDesc(metricName("port_rebinds_total"),
+		"Dead listening sockets of opened ports bound anew.", nil, nil)
 	descTunnels = prometheus.NewDesc(metricName("tunnels"),
 		"Tunnelled connections open now, by opened port.", []string{"uid", "port"}, nil)
 	descBytes = prometheus.NewDesc(metricName("tunnel_bytes_total"),
@@ -85,7 +95,8 @@ func (l *Listener) initMetrics() {
 type collector struct{ l *Listener }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descTunnels, descBytes, descOutcomes, descRefusals, descRTT} {
+	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descPortsDown, descAcceptErrors, descRebinds,
+		descTunnels, descBytes, descOutcomes, descRefusals, descRTT} {
 		ch <- d
 	}
 }
@@ -106,11 +117,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	l.mu.Lock()
 	ports := make([]portFigures, 0, len(l.ports))
+	down := 0
 	for port, b := range l.ports {
 		ports = append(ports, portFigures{b.spec.UID, strconv.Itoa(port), b.active.Load(), b.bytesUp.Load(), b.bytesDown.Load()})
+		if b.notListening() != "" {
+			down++
+		}
 	}
 	l.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descPorts, prometheus.GaugeValue, float64(len(ports)))
+	ch <- prometheus.MustNewConstMetric(descPorts, prometheus.GaugeValue, float64(len(ports)-down))
+	ch <- prometheus.MustNewConstMetric(descPortsDown, prometheus.GaugeValue, float64(down))
+	for k := range numAcceptKinds {
+		ch <- prometheus.MustNewConstMetric(descAcceptErrors, prometheus.CounterValue, float64(l.acceptErrors[k].Load()), acceptKindLabels[k])
+	}
+	ch <- prometheus.MustNewConstMetric(descRebinds, prometheus.CounterValue, float64(l.rebinds.Load()))
 	for _, p := range ports {
 		ch <- prometheus.MustNewConstMetric(descTunnels, prometheus.GaugeValue, float64(p.active), p.uid, p.port)
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(p.bytesUp), p.uid, p.port, "up")
@@ -137,7 +157,9 @@ func (l *Listener) MetricsAddr() net.Addr {
 
 // ready is /readyz: the QUIC sockets and the state file are open from New
 // on; the listener is ready once Run has restored the stored ports, until
-// it shuts down.
+// it shuts down, and for as long as every served port listens. A port whose
+// socket died is not ready until it is bound anew: its clients are not
+// served meanwhile, and a balancer may send them to another listener.
 func (l *Listener) ready() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -147,7 +169,25 @@ func (l *Listener) ready() error {
 	case l.runCtx == nil:
 		return errors.New("starting")
 	}
-	return nil
+	type portDown struct {
+		port int
+		why  string
+	}
+	var down []portDown
+	for port, b := range l.ports {
+		if why := b.notListening(); why != "" {
+			down = append(down, portDown{port, why})
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	sort.Slice(down, func(i, j int) bool { return down[i].port < down[j].port })
+	why := make([]string, len(down))
+	for i, d := range down {
+		why[i] = fmt.Sprintf("port %d: %s", d.port, d.why)
+	}
+	return errors.New(strings.Join(why, "; "))
 }
 
 // handshakeRefused is told every client certificate the TLS handshake

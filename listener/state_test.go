@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -307,6 +308,11 @@ func TestNewRefusesUnreadableState(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"corrupt or not a bbolt file"}},
+		{"an empty file", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"is empty (0 bytes)", "remove it to start with no ports"}},
 		{"a record of a newer version", func(t *testing.T, path string) {
 			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 			if err != nil {
@@ -329,11 +335,18 @@ func TestNewRefusesUnreadableState(t *testing.T) {
 			cfg := f.config()
 			cfg.Port, cfg.APIPort = testutil.FreeUDPPort(t), testutil.FreePort(t)
 			tc.write(t, cfg.StatePath)
+			before, err := os.ReadFile(cfg.StatePath)
+			if err != nil {
+				t.Fatal(err)
+			}
 			l, err := New(cfg, zap.NewNop())
 			if l != nil {
 				t.Fatal("New returned a listener along with an error")
 			}
 			testutil.WantErr(t, err, append([]string{"SWL_STATE_PATH", "state file " + cfg.StatePath}, tc.want...)...)
+			if after, err := os.ReadFile(cfg.StatePath); err != nil || !bytes.Equal(after, before) {
+				t.Errorf("New changed the state file it refused (%v)", err)
+			}
 			expectFree(t, "udp", cfg.Port)
 			expectFree(t, "tcp", cfg.APIPort)
 		})

@@ -22,14 +22,16 @@ import (
 
 // binding is one opened port: its TCP listeners and the tunnels they carry.
 type binding struct {
-	spec   api.Port
-	target string
-	lns    []*net.TCPListener
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // accept loops and tunnels
-	conns  atomic.Int64   // tunnels running now, refused ones included
-	active atomic.Int64   // tunnels relaying now
+	spec     api.Port
+	target   string
+	socks    []*portSocket // one per SWL_OPEN_ADDRS address
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stop     chan struct{} // closed when the port stops accepting
+	stopOnce sync.Once
+	wg       sync.WaitGroup // accept loops and tunnels
+	conns    atomic.Int64   // tunnels running now, refused ones included
+	active   atomic.Int64   // tunnels relaying now
 
 	// Bytes tunnelled since the port was opened, counted as they pass.
 	bytesUp   atomic.Int64 // client → target
@@ -42,28 +44,22 @@ func (l *Listener) bind(parent context.Context, p api.Port) (*binding, error) {
 	if err := hdr.Validate(); err != nil {
 		return nil, err
 	}
-	b := &binding{spec: p, target: net.JoinHostPort(p.ConnectAddress, strconv.Itoa(p.ConnectPort))}
+	b := &binding{spec: p, target: net.JoinHostPort(p.ConnectAddress, strconv.Itoa(p.ConnectPort)), stop: make(chan struct{})}
 	for _, a := range l.openAddrs {
-		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.ParseIP(a), Port: p.Port})
+		addr := &net.TCPAddr{IP: net.ParseIP(a), Port: p.Port}
+		ln, err := net.ListenTCP("tcp", addr)
 		if err != nil {
-			for _, prev := range b.lns {
-				prev.Close()
+			for _, prev := range b.socks {
+				prev.ln.Close()
 			}
 			return nil, err
 		}
-		b.lns = append(b.lns, ln)
+		b.socks = append(b.socks, &portSocket{addr: addr, ln: ln})
 	}
 	b.ctx, b.cancel = context.WithCancel(parent)
-	for _, ln := range b.lns {
-		b.wg.Go(func() {
-			for {
-				c, err := ln.AcceptTCP()
-				if err != nil {
-					return
-				}
-				b.wg.Go(func() { l.tunnel(b, c) })
-			}
-		})
+	for _, s := range b.socks {
+		ln := s.ln
+		b.wg.Go(func() { l.accept(b, s, ln) })
 	}
 	return b, nil
 }
@@ -75,10 +71,16 @@ func (b *binding) close() {
 	b.wg.Wait()
 }
 
-// stopAccepting closes the port's TCP listeners; the tunnels go on.
+// stopAccepting closes the port's TCP listeners; the tunnels go on. The
+// accept loops end, those waiting to retry or re-bind included.
 func (b *binding) stopAccepting() {
-	for _, ln := range b.lns {
-		ln.Close()
+	// First: an accept loop that finds its socket closed must know it
+	// was closed on purpose, and one that re-binds must not keep it.
+	b.stopOnce.Do(func() { close(b.stop) })
+	for _, s := range b.socks {
+		if ln := s.listener(); ln != nil {
+			ln.Close()
+		}
 	}
 }
 

@@ -73,7 +73,13 @@ type proc struct {
 
 func start(t *testing.T, name string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name))
+	return startCmd(t, name, exec.Command(filepath.Join(binDir, name)), env...)
+}
+
+// startCmd is start with the command given, e.g. the daemon behind a shell
+// that sets a limit first.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd, env ...string) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -380,5 +386,34 @@ func TestEnrollCommand(t *testing.T) {
 	}
 	if code, text = run("--uid", "swc-cli"); code != 2 || !strings.Contains(text, "missing --scep-url, --secret") {
 		t.Fatalf("missing flags: exit %d, output:\n%s", code, text)
+	}
+}
+
+// TestEmptyStateFileRefused: a state file of 0 bytes (truncated, or the
+// wrong path) stops sw-listener with one error line naming the file and
+// what to do, exit 1, the file left as it was: it never starts with no
+// ports over it. The certificates load before the state file opens, so
+// their info lines may come first.
+func TestEmptyStateFileRefused(t *testing.T) {
+	s := newSetup(t)
+	if err := os.WriteFile(s.statePath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "sw-listener", s.listenerEnv()...)
+	if code := p.exit(t); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	var problems []string
+	for _, line := range strings.Split(strings.TrimRight(p.output(), "\n"), "\n") {
+		if !strings.Contains(line, "\tINFO\t") {
+			problems = append(problems, line)
+		}
+	}
+	want := "sw-listener: SWL_STATE_PATH: state file " + s.statePath + " is empty (0 bytes)"
+	if len(problems) != 1 || !strings.HasPrefix(problems[0], want) || !strings.Contains(problems[0], "remove it to start with no ports") {
+		t.Fatalf("want one line %q… saying what to do, got:\n%s", want, strings.Join(problems, "\n"))
+	}
+	if fi, err := os.Stat(s.statePath); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty state file was written over (%v)", err)
 	}
 }

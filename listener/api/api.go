@@ -57,7 +57,8 @@ type Port struct {
 	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 	// Error, set only in GET /list (and the answer of DELETE /close), says
 	// why a port restored at start is not served, e.g. "listen tcp
-	// 0.0.0.0:80: bind: address already in use".
+	// 0.0.0.0:80: bind: address already in use", or why a served port does
+	// not listen for now (its socket died and is being bound anew).
 	Error string `json:"error,omitempty"`
 }
 
@@ -98,7 +99,8 @@ type Service interface {
 }
 
 // listEntry is a port in GET /list: the Port fields, then the Live ones
-// when it is served.
+// when it is served (also while its socket is bound anew: its tunnels go
+// on).
 type listEntry struct {
 	Port
 	*Live
@@ -240,11 +242,7 @@ func (h *handlers) list(c echo.Context) error {
 	ports := h.svc.List()
 	out := make([]listEntry, 0, len(ports))
 	for _, p := range ports {
-		e := listEntry{Port: p}
-		if p.Error == "" {
-			e.Live = h.svc.Live(p.Port)
-		}
-		out = append(out, e)
+		out = append(out, listEntry{Port: p, Live: h.svc.Live(p.Port)})
 	}
 	return c.JSON(http.StatusOK, out)
 }

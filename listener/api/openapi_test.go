@@ -699,16 +699,23 @@ func TestOpenAPIStatuses(t *testing.T) {
 		c.send(t, r.method, r.path, r.body, true)
 	}
 
-	// /list with a served port and one restored with an error.
+	// /list with a served port, one restored with an error, and a served
+	// one whose socket died: an error and live figures.
 	svc.mu.Lock()
 	svc.ports[9000] = Port{UID: "swc-1", Port: 9000, ConnectAddress: "10.0.0.20", ConnectPort: 22, ProxyProtocol: ProxyV1}
 	svc.ports[9001] = Port{UID: "swc-2", Port: 9001, ConnectAddress: "10.0.0.21", ConnectPort: 22,
 		Error: "listen tcp 0.0.0.0:9001: bind: address already in use"}
+	svc.ports[9002] = Port{UID: "swc-2", Port: 9002, ConnectAddress: "10.0.0.21", ConnectPort: 80,
+		Error: "listener died: accept tcp 0.0.0.0:9002: accept4: invalid argument; re-binding"}
 	svc.mu.Unlock()
 	if _, body := c.send(t, http.MethodGet, "/list", "", true); !strings.Contains(body, `"error":"listen tcp`) ||
-		!strings.Contains(body, `"active_connections":1`) {
-		t.Errorf("/list does not show both kinds of port: %s", body)
+		!strings.Contains(body, `"active_connections":1`) ||
+		!strings.Contains(body, `re-binding","active_connections":1`) {
+		t.Errorf("/list does not show the three kinds of port: %s", body)
 	}
+	svc.mu.Lock()
+	delete(svc.ports, 9002)
+	svc.mu.Unlock()
 	// /close of the errored port answers it with its error.
 	if _, body := c.send(t, http.MethodDelete, "/close", `{"port":9001}`, true); !strings.Contains(body, `"error"`) {
 		t.Errorf("/close of a port restored with an error: %s", body)

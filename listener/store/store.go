@@ -26,7 +26,8 @@
 // it would start without a port that the operator believes open.
 //
 // Damage: bbolt refuses a file whose meta pages fail their checksum (a torn
-// write, a truncated file, random bytes, another program's file). OpenBolt
+// write, a truncated file, random bytes, another program's file), and would
+// take an empty file for a new one: OpenBolt refuses that itself. OpenBolt
 // then reads every record and runs bbolt's page check before it writes
 // anything. bbolt does not defend against every damage inside its pages
 // (a page pointing to itself makes it loop); such a file may still crash
@@ -99,6 +100,15 @@ var _ Store = (*Bolt)(nil)
 func OpenBolt(path string, lockTimeout time.Duration) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state file %s: create its directory: %w", path, err)
+	}
+	// bbolt takes an empty file for a new one and writes a new database
+	// over it. A file that exists but is empty was not made by OpenBolt,
+	// which creates and initialises a file before it returns: it is a
+	// truncated state file or the wrong path, and starting with no ports
+	// over it would lose every port the operator believes open.
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		return nil, fmt.Errorf("state file %s is empty (0 bytes), not a state file: restore it from a backup, or remove it to start with no ports",
+			path)
 	}
 	db, err := openBolt(path, lockTimeout)
 	switch {

@@ -151,6 +151,11 @@ func TestBoltRefusesWhatItCannotRead(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"corrupt or not a bbolt file", "invalid database"}},
+		{"an empty file", func(path string) {
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"is empty (0 bytes)", "remove it to start with no ports", "restore it from a backup"}},
 		{"a short text file", func(path string) {
 			if err := os.WriteFile(path, []byte("ports: 8080\n"), 0o600); err != nil {
 				t.Fatal(err)

@@ -1,6 +1,7 @@
-// Package backoff spaces out reconnect attempts: exponential, jittered so a
-// fleet of connectors does not reconnect in lockstep after a listener restart,
-// and capped so a connector behind a flaky link keeps trying often enough.
+// Package backoff spaces out retries: exponential, jittered so a fleet of
+// connectors does not reconnect in lockstep after a listener restart, and
+// capped so that a connector behind a flaky link, or a listener's port
+// waiting for descriptors, keeps trying often enough.
 package backoff
 
 import (
@@ -8,7 +9,7 @@ import (
 	"time"
 )
 
-// Backoff is not safe for concurrent use; the connector's run loop owns it.
+// Backoff is not safe for concurrent use; the loop that retries owns it.
 type Backoff struct {
 	Min, Max time.Duration
 	// Rand returns a float in [0, 1); nil means math/rand.

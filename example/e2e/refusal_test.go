@@ -120,6 +120,9 @@ func TestRefusedExpiredOrWrongUsage(t *testing.T) {
 		{"expired", "expired", "certificate has expired", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Client,
 			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}},
 		{"serverAuth only", "bad_usage", "incompatible key usage", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Server}},
+		{"no extended key usage", "bad_usage", "extended key usage clientAuth is missing (has none)", pki.LeafOptions{CommonName: "swc-1", Usage: pki.NoEKU}},
+		{"anyExtendedKeyUsage", "bad_usage", "extended key usage clientAuth is missing (has anyExtendedKeyUsage)",
+			pki.LeafOptions{CommonName: "swc-1", Usage: pki.AnyEKU}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)

@@ -68,6 +68,7 @@ type Listener struct {
 	streamOpen        prometheus.Histogram
 	outcomes          [numOutcomes]atomic.Int64 // clients of opened ports, by outcome
 	refusedConnectors refusalCounts             // by reason
+	refusedRequests   apiRefusalCounts          // API requests, by api.RefusalReasons
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
@@ -110,7 +111,9 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		log.Warn("api has no token on a non-loopback address (SWL_API_INSECURE=true): whoever reaches it can open ports",
 			zap.String("addrs", cfg.APIAddrs))
 	}
-	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready)}
+	hosts, _ := cfg.apiAllowedHosts() // validated above
+	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready), api.WithAllowedHosts(hosts...),
+		api.WithRefusals(l.refusedRequests.add)}
 	if cfg.MetricsAddr == "" {
 		apiOpts = append(apiOpts, api.WithMetrics(metrics.Handler(l.metrics)))
 	}
@@ -255,7 +258,9 @@ func (l *Listener) Run(ctx context.Context) error {
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          zap.NewStdLog(l.log.Named("http")),
+			// Sampled: a flood of connections makes accept fail as
+			// often as the flood likes.
+			ErrorLog: zap.NewStdLog(l.floodLog.Named("http")),
 		}
 		servers[i] = srv
 		wg.Go(func() {

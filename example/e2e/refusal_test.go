@@ -137,3 +137,21 @@ func TestRefusedExpiredOrWrongUsage(t *testing.T) {
 		})
 	}
 }
+
+// A certificate whose CN is no usable UID (three spaces: the API could
+// never open a port for it) is refused when it connects, with the reason,
+// rather than bound to a UID nobody can name.
+func TestRefusedBlankCommonName(t *testing.T) {
+	e := newEnv(t)
+	rl := e.startListener(e.listenerConfig())
+	cfg := e.connectorConfig("swc-1", rl.quicPort())
+	cfg.ClientCertPath, cfg.ClientKeyPath = e.pki.Issue(t, "blank-cn", pki.LeafOptions{CommonName: "   ", Usage: pki.Client})
+	rc := e.startConnector(cfg)
+	wantRefusalLogged(t, rl, "bad_uid", `certificate CN: uid "   " is blank`)
+	testutil.Eventually(t, "connector told why", func() bool {
+		return testutil.Logged(rc.logs, "listener refused this connector", "reason", `uid "   " is blank`)
+	})
+	if n := len(rl.Connections()); n != 0 {
+		t.Fatalf("%d connectors bound, want none", n)
+	}
+}

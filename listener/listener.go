@@ -43,7 +43,7 @@ var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavail
 type Listener struct {
 	cfg       Config
 	log       *zap.Logger
-	floodLog  *zap.Logger // for refusals anyone can cause at will (logging.Flood)
+	floodLog  *zap.Logger // for lines anyone can cause at will: refusals, each client of an opened port (logging.Flood)
 	certs     *tlsutil.Reloader
 	verifier  auth.Verifier
 	scep      *auth.SCEP // nil without SWL_SCEP_URL
@@ -365,13 +365,13 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	chains, err := l.certs.VerifyClient(state.PeerCertificates)
 	if err != nil {
 		// The CA file changed since the handshake.
-		l.refuseConnector(conn, log, tlsutil.RefusalReason(err), err)
+		l.refuseConnector(conn, []zap.Field{logging.Remote(remote)}, tlsutil.RefusalReason(err), err)
 		return
 	}
 	state.VerifiedChains = chains
 	uid, err := l.verifier.Verify(ctx, state)
 	if err != nil {
-		l.refuseConnector(conn, log, l.verifyReason(state, err), err)
+		l.refuseConnector(conn, []zap.Field{logging.Remote(remote)}, l.verifyReason(state, err), err)
 		return
 	}
 	log = log.With(logging.UID(uid))
@@ -386,7 +386,7 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	if l.crl != nil {
 		if err := l.crl.Check(s.TLS); err != nil {
 			l.sessions.Unbind(s)
-			l.refuseConnector(conn, log, l.verifyReason(s.TLS, err), err)
+			l.refuseConnector(conn, []zap.Field{logging.Remote(remote), logging.UID(uid)}, l.verifyReason(s.TLS, err), err)
 			return
 		}
 	}

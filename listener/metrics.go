@@ -185,10 +185,12 @@ func (l *Listener) handshakeRefused(r tlsutil.Refusal) {
 }
 
 // refuseConnector closes a connection refused after its handshake, logging
-// and counting it under reason (one of refusalReasons).
-func (l *Listener) refuseConnector(conn *quic.Conn, log *zap.Logger, reason string, err error) {
+// and counting it under reason (one of refusalReasons). The line is sampled
+// as the handshake's refusals are: a revoked certificate, say, can be
+// presented as often as its holder likes.
+func (l *Listener) refuseConnector(conn *quic.Conn, id []zap.Field, reason string, err error) {
 	l.refusedConnectors.add(reason)
-	log.Warn("connector refused", logging.Reason(err.Error()), zap.String("refusal", reason))
+	l.floodLog.Warn("connector refused", append(id, logging.Reason(err.Error()), zap.String("refusal", reason))...)
 	_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
 }
 

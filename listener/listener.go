@@ -258,9 +258,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
-			// Sampled: a flood of connections makes accept fail as
-			// often as the flood likes.
-			ErrorLog: zap.NewStdLog(l.floodLog.Named("http")),
+			ErrorLog:          zap.NewStdLog(l.log.Named("http")),
 		}
 		servers[i] = srv
 		wg.Go(func() {

@@ -44,6 +44,7 @@ const MaxStreams = 1 << 16
 type Connector struct {
 	cfg      Config
 	log      *zap.Logger
+	floodLog *zap.Logger                      // for each stream's lines: the listener's clients decide how many (logging.Flood)
 	certs    atomic.Pointer[tlsutil.Reloader] // nil until enrolled
 	quicConf *quic.Config
 	addr     string
@@ -62,7 +63,7 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Connector{cfg: cfg, log: log}
+	c := &Connector{cfg: cfg, log: log, floodLog: logging.Flood(log)}
 	// Finish a key/certificate swap a crash interrupted, before loading.
 	if err := enroll.Recover(c.paths()); err != nil {
 		return nil, err
@@ -341,8 +342,9 @@ func linger(conn *quic.Conn) {
 // one of its UID may take its place), a client is reset by the listener,
 // which then opens no more streams to this connection.
 func (c *Connector) refuseDraining(st *quic.Stream) {
+	c.stats.stream(streamGoingAway)
 	c.refuse(st, wire.VerdictGoingAway, "connector shutting down")
-	c.log.Info("stream refused", logging.Stream(int64(st.StreamID())), logging.Reason("connector shutting down"))
+	c.floodLog.Info("stream refused", logging.Stream(int64(st.StreamID())), logging.Reason("connector shutting down"))
 }
 
 // tunnelCount counts the stream handlers that run.
@@ -388,10 +390,11 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 	if tc == nil {
 		return
 	}
+	c.stats.stream(streamOK)
 	c.stats.streams.Add(1)
 	res := relay.Relay(ctx, &okFirst{Conn: relay.Stream(st)}, relay.TCP(tc), relay.Counters{AToB: &c.stats.bytesUp, BToA: &c.stats.bytesDown})
 	c.stats.streams.Add(-1)
-	c.log.Info("tunnel closed", append(id, logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
+	c.floodLog.Info("tunnel closed", append(id, logging.BytesUp(res.AToB), logging.BytesDown(res.BToA),
 		logging.Duration(time.Since(start)), logging.Reason(streamReason(res.Err)))...)
 }
 
@@ -407,8 +410,9 @@ func (c *Connector) openTarget(ctx context.Context, st *quic.Stream, start time.
 	hdr, err := wire.ReadHeader(st)
 	_ = st.SetReadDeadline(time.Time{})
 	if err != nil {
+		c.stats.stream(streamBadHeader)
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
-		c.log.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
+		c.floodLog.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
 		return nil
 	}
 	if hdr.Probe {
@@ -426,8 +430,9 @@ func (c *Connector) openTarget(ctx context.Context, st *quic.Stream, start time.
 	// true one or no connection at all.
 	proxyHdr, err := proxyHeader(hdr)
 	if err != nil {
+		c.stats.stream(streamBadHeader)
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
-		c.log.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
+		c.floodLog.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
 		return nil
 	}
 
@@ -437,27 +442,30 @@ func (c *Connector) openTarget(ctx context.Context, st *quic.Stream, start time.
 		// The listener learns that much and no more: the detail may say
 		// what an internal name resolves to.
 		reason := fmt.Sprintf("target %s is not allowed by SWC_ALLOW", target)
+		c.stats.stream(streamForbidden)
 		c.refuse(st, wire.VerdictForbidden, reason)
-		c.log.Warn("stream refused", append(id, logging.Reason(reason+": "+refusal.Detail))...)
+		c.floodLog.Warn("stream refused", append(id, logging.Reason(reason+": "+refusal.Detail))...)
 		return nil
 	}
 	if err != nil {
 		c.stats.dialFailure(target)
+		c.stats.stream(streamDialFailed)
 		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
 		c.refuse(st, wire.VerdictDialFailed, reason)
-		c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
+		c.floodLog.Warn("stream refused", append(id, logging.Reason(reason))...)
 		return nil
 	}
 	if proxyHdr != nil {
 		if _, err := proxyHdr.WriteTo(tc); err != nil {
 			tc.Close()
 			reason := fmt.Sprintf("write PROXY header to %s: %v", target, unwrapOpError(err))
+			c.stats.stream(streamDialFailed)
 			c.refuse(st, wire.VerdictDialFailed, reason)
-			c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
+			c.floodLog.Warn("stream refused", append(id, logging.Reason(reason))...)
 			return nil
 		}
 	}
-	c.log.Info("tunnel opened", id...)
+	c.floodLog.Info("tunnel opened", id...)
 	return tc
 }
 

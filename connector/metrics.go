@@ -49,6 +49,17 @@ func reconnectReason(err error, dialFailed bool) string {
 	}
 }
 
+// Stream outcomes: the fixed label set of socketwarp_connector_streams_total.
+const (
+	streamOK         = "ok"          // the target was dialled, the tunnel ran
+	streamDialFailed = "dial_failed" // the target could not be dialled (or sent its PROXY header)
+	streamForbidden  = "forbidden"   // SWC_ALLOW refuses the target
+	streamBadHeader  = "bad_header"  // the header was unreadable, or asks for a PROXY header that cannot be made
+	streamGoingAway  = "going_away"  // opened while this connector drains
+)
+
+var streamOutcomes = [...]string{streamOK, streamDialFailed, streamForbidden, streamBadHeader, streamGoingAway}
+
 func metricName(name string) string { return metrics.Namespace + "_connector_" + name }
 
 var (
@@ -60,6 +71,8 @@ var (
 		"Tunnelled connections open now.", nil, nil)
 	descBytes = prometheus.NewDesc(metricName("tunnel_bytes_total"),
 		"Bytes tunnelled; direction up is client to target.", []string{"direction"}, nil)
+	descStreamOutcomes = prometheus.NewDesc(metricName("streams_total"),
+		"Streams the listener opened for a client, by outcome: ok (tunnelled), or why they were refused.", []string{"outcome"}, nil)
 	descDialFailures = prometheus.NewDesc(metricName("dial_failures_total"),
 		"Targets that could not be dialled, by target (host:port as the listener named it).", []string{"target"}, nil)
 )
@@ -72,6 +85,7 @@ type stats struct {
 	bytesUp    atomic.Int64
 	bytesDown  atomic.Int64
 	reconnects [len(reconnectReasons)]atomic.Int64
+	outcomes   [len(streamOutcomes)]atomic.Int64 // of streams, the log keeps a sample
 
 	mu         sync.Mutex       // guards dialFailed
 	dialFailed map[string]int64 // by target, at most maxDialTargets+1 keys
@@ -81,6 +95,15 @@ func (s *stats) reconnect(reason string) {
 	for i, r := range reconnectReasons {
 		if r == reason {
 			s.reconnects[i].Add(1)
+			return
+		}
+	}
+}
+
+func (s *stats) stream(outcome string) {
+	for i, o := range streamOutcomes {
+		if o == outcome {
+			s.outcomes[i].Add(1)
 			return
 		}
 	}
@@ -99,7 +122,7 @@ func (s *stats) dialFailure(target string) {
 }
 
 func (s *stats) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descReconnects, descStreams, descBytes, descDialFailures} {
+	for _, d := range []*prometheus.Desc{descConnected, descReconnects, descStreams, descStreamOutcomes, descBytes, descDialFailures} {
 		ch <- d
 	}
 }
@@ -114,6 +137,9 @@ func (s *stats) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(s.reconnects[i].Load()), r)
 	}
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(s.streams.Load()))
+	for i, o := range streamOutcomes {
+		ch <- prometheus.MustNewConstMetric(descStreamOutcomes, prometheus.CounterValue, float64(s.outcomes[i].Load()), o)
+	}
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.bytesUp.Load()), "up")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.bytesDown.Load()), "down")
 	s.mu.Lock()

@@ -175,3 +175,50 @@ func TestAPIOnNonLoopbackAddress(t *testing.T) {
 		t.Fatalf("list on an insecure API: %d %s", status, body)
 	}
 }
+
+// TestAPIAllowedHosts: the real API answers to the names of
+// SWL_API_ALLOWED_HOSTS besides localhost and IP addresses, refuses any
+// other name and a foreign Origin, and counts each refusal.
+func TestAPIAllowedHosts(t *testing.T) {
+	f := newFiles(t)
+	cfg := f.config()
+	cfg.APIAllowedHosts = "listener.example.com,sw-listener"
+	l := launch(t, cfg)
+	list := func(header map[string]string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, l.api+"/list", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, host := range []string{"", "localhost:8080", "sw-listener:8080", "LISTENER.example.com"} {
+		if status := list(map[string]string{"Host": host}); status != http.StatusOK {
+			t.Errorf("Host %q: %d, want 200", host, status)
+		}
+	}
+	for _, h := range []map[string]string{{"Host": "evil.example"}, {"Host": "listener.example.org"}, {"Origin": "http://evil.example"}} {
+		if status := list(h); status != http.StatusForbidden {
+			t.Errorf("%v: %d, want 403", h, status)
+		}
+	}
+	m := testutil.Scrape(t, l.api+"/metrics", "")
+	if n, _ := m.Value("socketwarp_listener_api_refusals_total", "reason", api.RefusedHost); n != 2 {
+		t.Errorf("api refusals host = %v, want 2", n)
+	}
+	if n, _ := m.Value("socketwarp_listener_api_refusals_total", "reason", api.RefusedOrigin); n != 1 {
+		t.Errorf("api refusals origin = %v, want 1", n)
+	}
+}

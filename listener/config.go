@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
@@ -62,6 +63,10 @@ type Config struct {
 	APIToken     Secret `envconfig:"SWL_API_TOKEN" desc:"bearer token every API request must send"`
 	APITokenFile string `envconfig:"SWL_API_TOKEN_FILE" desc:"file holding the API token, read at start"`
 	APIInsecure  bool   `envconfig:"SWL_API_INSECURE" desc:"serve the API on a non-loopback address without a token"`
+	// The API answers to these names in the Host header besides localhost
+	// and IP addresses: a web page must not reach it by a name of its own
+	// made to resolve to the listener (DNS rebinding).
+	APIAllowedHosts string `envconfig:"SWL_API_ALLOWED_HOSTS" desc:"host names, comma separated, by which clients reach the API, besides localhost and IP addresses"`
 
 	// MetricsAddr moves /metrics off the API to an address of its own,
 	// served without authentication.
@@ -169,6 +174,9 @@ func (c Config) Validate() error {
 	if err := debugserver.CheckAddr(c.PprofAddr); err != nil {
 		add("SWL_PPROF_ADDR: %v", err)
 	}
+	if _, err := c.apiAllowedHosts(); err != nil {
+		add("%v", err)
+	}
 	if c.APIToken != "" && c.APITokenFile != "" {
 		add("SWL_API_TOKEN and SWL_API_TOKEN_FILE are both set: choose one")
 	}
@@ -243,6 +251,25 @@ func (c Config) apiToken() (string, error) {
 		return "", fmt.Errorf("SWL_API_TOKEN_FILE: the token in %s %v", c.APITokenFile, err)
 	}
 	return token, nil
+}
+
+// apiAllowedHosts parses SWL_API_ALLOWED_HOSTS: host names (or addresses,
+// which need no listing), without ports.
+func (c Config) apiAllowedHosts() ([]string, error) {
+	var out []string
+	for _, h := range strings.Split(c.APIAllowedHosts, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if err := api.CheckHost(h); errors.Is(err, api.ErrHostWithPort) {
+			return nil, fmt.Errorf("SWL_API_ALLOWED_HOSTS: %q: give the name without a port (any port is accepted)", h)
+		} else if err != nil {
+			return nil, fmt.Errorf("SWL_API_ALLOWED_HOSTS: %q is not a host name: %v", h, err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 // SplitAddrs parses a comma-separated list of IP addresses.

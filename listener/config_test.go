@@ -65,7 +65,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		"SWL_STATE_PATH": "/var/lib/sw/state.db", "SWL_API_TOKEN": "s3cret-token", "SWL_API_INSECURE": "true",
 		"SWL_PROBE_TIMEOUT": "1s", "SWL_DRAIN_TIMEOUT": "0s",
 		"SWL_MAX_CONNS_PER_PORT": "50", "SWL_MAX_CONNS_PER_UID": "0", "SWL_MAX_PORTS": "7",
-		"SWL_PPROF_ADDR": "127.0.0.1:6060",
+		"SWL_PPROF_ADDR": "127.0.0.1:6060", "SWL_API_ALLOWED_HOSTS": "listener.example.com, sw-listener",
 	} {
 		t.Setenv(k, v)
 	}
@@ -83,6 +83,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		ProbeTimeout: time.Second, MaxConnsPerPort: 50, MaxPorts: 7, PprofAddr: "127.0.0.1:6060",
 		LogLevel: "debug", LogFormat: "json",
 		StatePath: "/var/lib/sw/state.db", APIToken: "s3cret-token", APIInsecure: true,
+		APIAllowedHosts: "listener.example.com, sw-listener",
 	}
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
@@ -123,8 +124,9 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 	c = Config{Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
 		ProbeTimeout: -time.Second, DrainTimeout: -time.Second, MaxConnsPerPort: -1, MaxConnsPerUID: -2, MaxPorts: -3,
-		MetricsAddr: "9090", PprofAddr: "0.0.0.0:6060"}
+		MetricsAddr: "9090", PprofAddr: "0.0.0.0:6060", APIAllowedHosts: "ok.example,listener.example.com:8080"}
 	testutil.WantErr(t, c.Validate(),
+		`SWL_API_ALLOWED_HOSTS: "listener.example.com:8080": give the name without a port`,
 		`SWL_METRICS_ADDR="9090" is not host:port`,
 		`SWL_PPROF_ADDR: "0.0.0.0:6060" is not a loopback address`,
 		"SWL_PROBE_TIMEOUT=-1s must not be negative", "SWL_DRAIN_TIMEOUT=-1s must not be negative",
@@ -133,10 +135,11 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 	c = Config{
 		SCEPURL: "scep.internal:3000", CRLPath: "/etc/sw/crl.der", CRLURL: "ftp://x/crl",
-		Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1",
+		Addrs: "0.0.0.0", OpenAddrs: "0.0.0.0", APIAddrs: "127.0.0.1", APIAllowedHosts: "http://listener.example.com",
 	}
 	testutil.WantErr(t, c.Validate(),
 		`SWL_SCEP_URL="scep.internal:3000" is not an http(s) URL`, "SWL_VERIFY_CACHE_TTL=0s must be positive",
+		`SWL_API_ALLOWED_HOSTS: "http://listener.example.com" is not a host name`,
 		"SWL_VERIFY_TIMEOUT=0s must be positive", "SWL_CRL_PATH and SWL_CRL_URL are both set",
 		`SWL_CRL_URL="ftp://x/crl" is not an http(s) URL`, "SWL_CRL_REFRESH=0s must be positive")
 

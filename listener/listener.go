@@ -43,7 +43,7 @@ var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavail
 type Listener struct {
 	cfg       Config
 	log       *zap.Logger
-	floodLog  *zap.Logger // for refusals anyone can cause at will (logging.Flood)
+	floodLog  *zap.Logger // for lines anyone can cause at will: refusals, each client of an opened port (logging.Flood)
 	certs     *tlsutil.Reloader
 	verifier  auth.Verifier
 	scep      *auth.SCEP // nil without SWL_SCEP_URL
@@ -73,7 +73,8 @@ type Listener struct {
 
 	// portDownHook, set by a test before Run, runs in the accept loop
 	// once the dead socket of port is closed, before it is bound anew.
-	portDownHook func(port int)
+	portDownHook    func(port int)
+	refusedRequests apiRefusalCounts // API requests, by api.RefusalReasons
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
@@ -116,7 +117,9 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		log.Warn("api has no token on a non-loopback address (SWL_API_INSECURE=true): whoever reaches it can open ports",
 			zap.String("addrs", cfg.APIAddrs))
 	}
-	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready)}
+	hosts, _ := cfg.apiAllowedHosts() // validated above
+	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready), api.WithAllowedHosts(hosts...),
+		api.WithRefusals(l.refusedRequests.add)}
 	if cfg.MetricsAddr == "" {
 		apiOpts = append(apiOpts, api.WithMetrics(metrics.Handler(l.metrics)))
 	}
@@ -366,13 +369,13 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	chains, err := l.certs.VerifyClient(state.PeerCertificates)
 	if err != nil {
 		// The CA file changed since the handshake.
-		l.refuseConnector(conn, log, tlsutil.RefusalReason(err), err)
+		l.refuseConnector(conn, []zap.Field{logging.Remote(remote)}, tlsutil.RefusalReason(err), err)
 		return
 	}
 	state.VerifiedChains = chains
 	uid, err := l.verifier.Verify(ctx, state)
 	if err != nil {
-		l.refuseConnector(conn, log, l.verifyReason(state, err), err)
+		l.refuseConnector(conn, []zap.Field{logging.Remote(remote)}, l.verifyReason(state, err), err)
 		return
 	}
 	log = log.With(logging.UID(uid))
@@ -387,7 +390,7 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	if l.crl != nil {
 		if err := l.crl.Check(s.TLS); err != nil {
 			l.sessions.Unbind(s)
-			l.refuseConnector(conn, log, l.verifyReason(s.TLS, err), err)
+			l.refuseConnector(conn, []zap.Field{logging.Remote(remote), logging.UID(uid)}, l.verifyReason(s.TLS, err), err)
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
+	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/metrics"
@@ -28,11 +30,12 @@ const (
 	reasonRevoked      = "revoked"            // the CRL lists it, or one of its CAs
 	reasonSCEP         = "scep_verify_failed" // the SCEP verify endpoint said no, or nothing
 	reasonDuplicateUID = "duplicate_uid"      // its UID is connected, and answers
+	reasonBadUID       = "bad_uid"            // its CN is no UID the API could name (auth.ValidUID)
 )
 
 var refusalReasons = [...]string{
 	tlsutil.ReasonNoCertificate, tlsutil.ReasonUnknownAuthority, tlsutil.ReasonExpired, tlsutil.ReasonBadUsage,
-	reasonRevoked, reasonSCEP, reasonDuplicateUID, tlsutil.ReasonOther,
+	reasonRevoked, reasonSCEP, reasonDuplicateUID, reasonBadUID, tlsutil.ReasonOther,
 }
 
 // refusalCounts counts refused connectors by reason (refusalReasons order).
@@ -46,6 +49,16 @@ func (r *refusalCounts) add(reason string) {
 		}
 	}
 	r[len(refusalReasons)-1].Add(1) // other
+}
+
+// apiRefusalCounts counts API requests refused before they reached a
+// handler, by kind (api.RefusalReasons order).
+type apiRefusalCounts [len(api.RefusalReasons)]atomic.Int64
+
+func (r *apiRefusalCounts) add(reason string) {
+	if i := slices.Index(api.RefusalReasons[:], reason); i >= 0 {
+		r[i].Add(1)
+	}
 }
 
 func metricName(name string) string { return metrics.Namespace + "_listener_" + name }
@@ -71,6 +84,8 @@ var (
 		"Clients of opened ports, by outcome: ok (tunnelled), or why they were reset.", []string{"outcome"}, nil)
 	descRefusals = prometheus.NewDesc(metricName("handshake_refusals_total"),
 		"Connectors refused, by reason.", []string{"reason"}, nil)
+	descAPIRefusals = prometheus.NewDesc(metricName("api_refusals_total"),
+		"API requests refused before they reached a handler, by reason: token, host, origin, content_type.", []string{"reason"}, nil)
 	descRTT = prometheus.NewDesc(metricName("connector_rtt_seconds"),
 		"Smoothed QUIC round-trip time to each connected connector.", []string{"uid"}, nil)
 )
@@ -96,7 +111,7 @@ type collector struct{ l *Listener }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descPortsDown, descAcceptErrors, descRebinds,
-		descTunnels, descBytes, descOutcomes, descRefusals, descRTT} {
+		descTunnels, descBytes, descOutcomes, descRefusals, descAPIRefusals, descRTT} {
 		ch <- d
 	}
 }
@@ -141,6 +156,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for i, reason := range refusalReasons {
 		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(l.refusedConnectors[i].Load()), reason)
+	}
+	for i, reason := range api.RefusalReasons {
+		ch <- prometheus.MustNewConstMetric(descAPIRefusals, prometheus.CounterValue, float64(l.refusedRequests[i].Load()), reason)
 	}
 }
 
@@ -207,10 +225,12 @@ func (l *Listener) handshakeRefused(r tlsutil.Refusal) {
 }
 
 // refuseConnector closes a connection refused after its handshake, logging
-// and counting it under reason (one of refusalReasons).
-func (l *Listener) refuseConnector(conn *quic.Conn, log *zap.Logger, reason string, err error) {
+// and counting it under reason (one of refusalReasons). The line is sampled
+// as the handshake's refusals are: a revoked certificate, say, can be
+// presented as often as its holder likes.
+func (l *Listener) refuseConnector(conn *quic.Conn, id []zap.Field, reason string, err error) {
 	l.refusedConnectors.add(reason)
-	log.Warn("connector refused", logging.Reason(err.Error()), zap.String("refusal", reason))
+	l.floodLog.Warn("connector refused", append(id, logging.Reason(err.Error()), zap.String("refusal", reason))...)
 	_ = conn.CloseWithError(wire.CodeUnauthorized, err.Error())
 }
 
@@ -219,6 +239,8 @@ func (l *Listener) verifyReason(state tls.ConnectionState, err error) string {
 	switch {
 	case errors.Is(err, auth.ErrRevoked):
 		return reasonRevoked
+	case errors.Is(err, auth.ErrBadUID):
+		return reasonBadUID
 	case l.crl != nil && l.crl.Check(state) != nil:
 		return tlsutil.ReasonOther // no usable CRL
 	case l.scep != nil:

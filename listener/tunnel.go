@@ -119,13 +119,13 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 			// and a newcomer of its UID may take its place.
 			s.Draining.Store(true)
 		}
-		l.log.Warn("tunnel refused by connector", fields...)
+		l.floodLog.Warn("tunnel refused by connector", fields...)
 		return
 	}
 	if !vc.answered {
 		l.outcomes[outcomeAborted].Add(1)
 	}
-	l.log.Info("tunnel closed", fields...)
+	l.floodLog.Info("tunnel closed", fields...)
 }
 
 // opened is a tunnel's stream, written its header, with the UID's connection
@@ -191,7 +191,7 @@ func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start ti
 	}
 	l.streamOpen.Observe(time.Since(start).Seconds())
 	id = append(id, logging.Stream(int64(st.StreamID())))
-	l.log.Info("tunnel opened", id...)
+	l.floodLog.Info("tunnel opened", id...)
 	ok = true
 	return &opened{session: s, stream: st}
 }

@@ -58,10 +58,10 @@ pids+=($!)
 
 step "5. open port $TUNNEL_PORT through the connector to 127.0.0.1:$ECHO_PORT"
 body="{\"uid\":\"$UID_NAME\",\"port\":$TUNNEL_PORT,\"connect_address\":\"127.0.0.1\",\"connect_port\":$ECHO_PORT}"
-echo "curl -X POST $API/open -d '$body'"
+echo "curl -X POST $API/open -H 'Content-Type: application/json' -d '$body'"
 # The connector needs a moment to connect; /open answers 404 until it has.
 for i in $(seq 1 100); do
-	code=$(curl -s -o "$work/open.json" -w '%{http_code}' -X POST "$API/open" -d "$body" || true)
+	code=$(curl -s -o "$work/open.json" -w '%{http_code}' -X POST "$API/open" -H 'Content-Type: application/json' -d "$body" || true)
 	[ "$code" = 200 ] && break
 	sleep 0.1
 done
@@ -81,7 +81,7 @@ echo "reply: $reply"
 [ "$reply" = "$message" ] || { echo "the reply does not match"; exit 1; }
 
 step "7. close the port and stop everything"
-curl -s -X DELETE "$API/close" -d "{\"port\":$TUNNEL_PORT}"; echo
+curl -s -X DELETE "$API/close" -H 'Content-Type: application/json' -d "{\"port\":$TUNNEL_PORT}"; echo
 echo "listener log:"
 sed 's/^/  /' "$work/listener.log"
 echo

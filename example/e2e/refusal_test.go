@@ -120,6 +120,9 @@ func TestRefusedExpiredOrWrongUsage(t *testing.T) {
 		{"expired", "expired", "certificate has expired", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Client,
 			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}},
 		{"serverAuth only", "bad_usage", "incompatible key usage", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Server}},
+		{"no extended key usage", "bad_usage", "extended key usage clientAuth is missing (has none)", pki.LeafOptions{CommonName: "swc-1", Usage: pki.NoEKU}},
+		{"anyExtendedKeyUsage", "bad_usage", "extended key usage clientAuth is missing (has anyExtendedKeyUsage)",
+			pki.LeafOptions{CommonName: "swc-1", Usage: pki.AnyEKU}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -132,5 +135,23 @@ func TestRefusedExpiredOrWrongUsage(t *testing.T) {
 				t.Fatal("bound")
 			}
 		})
+	}
+}
+
+// A certificate whose CN is no usable UID (three spaces: the API could
+// never open a port for it) is refused when it connects, with the reason,
+// rather than bound to a UID nobody can name.
+func TestRefusedBlankCommonName(t *testing.T) {
+	e := newEnv(t)
+	rl := e.startListener(e.listenerConfig())
+	cfg := e.connectorConfig("swc-1", rl.quicPort())
+	cfg.ClientCertPath, cfg.ClientKeyPath = e.pki.Issue(t, "blank-cn", pki.LeafOptions{CommonName: "   ", Usage: pki.Client})
+	rc := e.startConnector(cfg)
+	wantRefusalLogged(t, rl, "bad_uid", `certificate CN: uid "   " is blank`)
+	testutil.Eventually(t, "connector told why", func() bool {
+		return testutil.Logged(rc.logs, "listener refused this connector", "reason", `uid "   " is blank`)
+	})
+	if n := len(rl.Connections()); n != 0 {
+		t.Fatalf("%d connectors bound, want none", n)
 	}
 }

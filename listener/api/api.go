@@ -13,15 +13,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 )
 
@@ -112,38 +113,47 @@ func New(svc Service, log *zap.Logger, opts ...Option) *echo.Echo {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	g := newGuard(log, o)
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(log)
+	// A failure is logged sampled: callers decide how many there are.
+	e.HTTPErrorHandler = errorHandler(g.log)
+	e.Pre(g.sameSite)
 	if o.token != "" {
 		// Before routing: an unknown path or method says nothing either
 		// to a caller without the token.
-		e.Pre(requireToken(o.token, log))
+		e.Pre(requireToken(o.token, g))
 	}
-	h := &handlers{svc: svc, log: log}
+	h := &handlers{svc: svc, guard: g}
+	// Every GET route answers HEAD, alike but without the body, which
+	// net/http drops (setting Content-Length from it when it can).
+	get := func(path string, handler echo.HandlerFunc) {
+		e.GET(path, handler)
+		e.HEAD(path, handler)
+	}
 	e.POST("/open", h.open)
 	e.DELETE("/close", h.close)
-	e.GET("/list", h.list)
-	e.GET("/connections", h.connections)
+	get("/list", h.list)
+	get("/connections", h.connections)
 	// Behind the token like the rest: the file is public in the repository,
 	// but the token's exemptions stay the health probes alone.
-	e.GET("/openapi.yaml", func(c echo.Context) error {
+	get("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", OpenAPI)
 	})
 	if o.metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(o.metrics))
+		get("/metrics", echo.WrapHandler(o.metrics))
 	}
 	if o.ready != nil {
-		e.GET("/healthz", echo.WrapHandler(metrics.Healthz()))
-		e.GET("/readyz", echo.WrapHandler(metrics.Readyz(o.ready)))
+		get("/healthz", echo.WrapHandler(metrics.Healthz()))
+		get("/readyz", echo.WrapHandler(metrics.Readyz(o.ready)))
 	}
 	return e
 }
 
 type handlers struct {
-	svc Service
-	log *zap.Logger
+	svc   Service
+	guard *guard
 }
 
 type openRequest struct {
@@ -160,7 +170,7 @@ type closeRequest struct {
 
 func (h *handlers) open(c echo.Context) error {
 	var req openRequest
-	if err := decode(c, &req); err != nil {
+	if err := h.decode(c, &req); err != nil {
 		return err
 	}
 	var missing []string
@@ -194,17 +204,21 @@ func (h *handlers) open(c echo.Context) error {
 
 func validate(p Port) error {
 	var problems []string
-	if strings.TrimSpace(p.UID) == "" {
-		problems = append(problems, "uid is empty")
+	// The listener binds connectors by the same rule: a UID refused here
+	// never connects.
+	if err := auth.ValidUID(p.UID); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if p.Port < 1 || p.Port > 65535 {
 		problems = append(problems, fmt.Sprintf("port %d is outside 1-65535", p.Port))
 	}
 	if strings.TrimSpace(p.ConnectAddress) == "" {
 		problems = append(problems, "connect_address is empty")
-	} else if len(p.ConnectAddress) > 253 || strings.ContainsAny(p.ConnectAddress, " /\\") ||
-		strings.IndexFunc(p.ConnectAddress, unicode.IsControl) >= 0 {
-		problems = append(problems, fmt.Sprintf("connect_address %q is not a host name or IP address", p.ConnectAddress))
+	} else if err := CheckHost(p.ConnectAddress); errors.Is(err, ErrHostWithPort) {
+		problems = append(problems, fmt.Sprintf("connect_address %q is not a host name or IP address: put the port in connect_port", p.ConnectAddress))
+	} else if err != nil {
+		// No connector could ever dial it: every client would be reset.
+		problems = append(problems, fmt.Sprintf("connect_address %q is not a host name or IP address: %v", p.ConnectAddress, err))
 	}
 	if p.ConnectPort < 1 || p.ConnectPort > 65535 {
 		problems = append(problems, fmt.Sprintf("connect_port %d is outside 1-65535", p.ConnectPort))
@@ -222,7 +236,7 @@ func validate(p Port) error {
 
 func (h *handlers) close(c echo.Context) error {
 	var req closeRequest
-	if err := decode(c, &req); err != nil {
+	if err := h.decode(c, &req); err != nil {
 		return err
 	}
 	if req.Port == nil {
@@ -255,18 +269,23 @@ func (h *handlers) connections(c echo.Context) error {
 	return c.JSON(http.StatusOK, conns)
 }
 
-// decode reads exactly one JSON object with only known fields. The
-// Content-Type is not checked: curl's -d sends a form type by default, and
-// refusing that helps nobody. The body must be valid UTF-8: encoding/json
-// would silently turn invalid bytes into U+FFFD and pass on a uid or address
-// other than the one sent.
-func decode(c echo.Context, v any) error {
+// decode reads exactly one JSON object with only known fields, spelt
+// exactly, from a request that says it is JSON (requireJSON). The body must
+// be valid UTF-8: encoding/json would silently turn invalid bytes into
+// U+FFFD and pass on a uid or address other than the one sent.
+func (h *handlers) decode(c echo.Context, v any) error {
+	if err := h.guard.requireJSON(c.Request()); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes))
 	if err != nil {
 		return decodeError(err)
 	}
 	if !utf8.Valid(body) {
 		return badRequest("request body is not valid UTF-8 (at byte %d)", firstInvalidUTF8(body))
+	}
+	if err := exactKeys(body, v); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -275,6 +294,38 @@ func decode(c echo.Context, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("malformed JSON: unexpected data after the object")
+	}
+	return nil
+}
+
+// exactKeys refuses a key of the object in body that is not the JSON name
+// of a field of *v as spelt: encoding/json matches keys without regard to
+// case ("UID" for uid), which DisallowUnknownFields lets through. A body
+// that is not an object, or not valid JSON, is left to the decoder to
+// explain.
+func exactKeys(body []byte, v any) error {
+	known := map[string]bool{}
+	t := reflect.TypeOf(v).Elem()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		if key, _ := tok.(string); !known[key] {
+			return badRequest("unknown field %q", key)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
 	}
 	return nil
 }

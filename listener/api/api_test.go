@@ -100,14 +100,26 @@ func call(t *testing.T, method, url, body string) result {
 }
 
 // do sends one request with the given headers and reads the whole answer.
+// A body goes as application/json unless header says otherwise; a header
+// given as "" is not sent at all. "Host" sets the request's Host.
 func do(t *testing.T, method, url, body string, header map[string]string) (result, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		switch {
+		case k == "Host":
+			req.Host = v
+		case v == "":
+			req.Header.Del(k)
+		default:
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -216,7 +228,7 @@ func TestErrorsAreJSON(t *testing.T) {
 		{"string body", http.MethodPost, "/open", `"swc-1"`, http.StatusBadRequest, "must be an object, not string"},
 		{"several problems at once", http.MethodPost, "/open",
 			`{"uid":" ","port":0,"connect_address":"a b","connect_port":65536}`, http.StatusBadRequest,
-			`uid is empty; port 0 is outside 1-65535; connect_address "a b" is not a host name or IP address; connect_port 65536 is outside 1-65535`},
+			`uid " " is blank; port 0 is outside 1-65535; connect_address "a b" is not a host name or IP address`},
 		{"body too large", http.MethodDelete, "/close", `{"port":1` + strings.Repeat(" ", MaxBodyBytes) + `}`,
 			http.StatusRequestEntityTooLarge, "larger than"},
 		{"close port wrong type", http.MethodDelete, "/close", `{"port":"1"}`, http.StatusBadRequest, "field port must be a whole number, not string"},

@@ -8,9 +8,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"go.uber.org/zap"
-
-	"github.com/socket-warp/socket-warp/shared/logging"
 )
 
 // UnauthorizedMessage is the error of every 401: it says how to get in.
@@ -23,6 +20,8 @@ type options struct {
 	token   string
 	ready   func() error // nil: no /healthz, /readyz
 	metrics http.Handler // nil: no /metrics
+	hosts   []string     // WithAllowedHosts
+	refused func(reason string)
 }
 
 // WithHealth serves GET /healthz (200 while the process serves) and GET
@@ -52,7 +51,7 @@ func WithToken(token string) Option {
 // token is compared in constant time: both sides are hashed first, so that
 // not even its length shows in the time an answer takes. Neither the token
 // nor what a caller sent is ever logged.
-func requireToken(token string, log *zap.Logger) echo.MiddlewareFunc {
+func requireToken(token string, g *guard) echo.MiddlewareFunc {
 	want := sha256.Sum256([]byte(token))
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -75,8 +74,7 @@ func requireToken(token string, log *zap.Logger) echo.MiddlewareFunc {
 			case !strings.EqualFold(scheme, "Bearer"):
 				reason = "Authorization header is not a bearer token"
 			}
-			log.Warn("api request refused", logging.Remote(req.RemoteAddr),
-				zap.String("method", req.Method), zap.String("path", req.URL.Path), logging.Reason(reason))
+			g.refuse(req, RefusedToken, reason)
 			// Written here rather than by the error handler, whose JSON
 			// would turn <token> into \u003ctoken\u003e for a reader of
 			// the raw answer.

@@ -45,13 +45,12 @@ func (s *recorder) calls() int {
 // send is call with a Content-Type ("" sends none) and a body of any bytes.
 func send(t *testing.T, method, url, ctype, body string) result {
 	t.Helper()
-	var h map[string]string
-	if ctype != "" {
-		h = map[string]string{"Content-Type": ctype}
-	}
-	r, _ := do(t, method, url, body, h)
+	r, _ := do(t, method, url, body, map[string]string{"Content-Type": ctype})
 	return r
 }
+
+// jsonType is the Content-Type of a JSON body.
+const jsonType = "application/json"
 
 // openWith is a valid /open body with one field's raw JSON value replaced
 // (or removed, when value is ""); an optional field is added.
@@ -114,6 +113,12 @@ func TestBadInput(t *testing.T) {
 		{name: "null port", body: openWith("port", `null`), errorHas: []string{"missing field(s): port"}},
 		{name: "null uid", body: openWith("uid", `null`), errorHas: []string{"missing field(s): uid"}},
 		{name: "extra field", body: valid[:len(valid)-1] + `,"color":"red"}`, errorHas: []string{`unknown field "color"`}},
+		// Keys match exactly: encoding/json alone would take these for uid, port….
+		{name: "key in upper case", body: `{"UID":"swc-1","port":8022,"connect_address":"127.0.0.1","connect_port":22}`, errorHas: []string{`unknown field "UID"`}},
+		{name: "key in mixed case", body: `{"uid":"swc-1","Port":8022,"connect_address":"127.0.0.1","connect_port":22}`, errorHas: []string{`unknown field "Port"`}},
+		{name: "every key in another case", body: `{"UID":"swc-1","Port":8022,"Connect_Address":"127.0.0.1","CONNECT_PORT":22}`, errorHas: []string{`unknown field "UID"`}},
+		{name: "key in another case with a bad value", body: `{"UID":1,"port":8022,"connect_address":"127.0.0.1","connect_port":22}`, errorHas: []string{`unknown field "UID"`}},
+		{name: "proxy_protocol key in another case", body: valid[:len(valid)-1] + `,"Proxy_Protocol":"v1"}`, errorHas: []string{`unknown field "Proxy_Protocol"`}},
 
 		// Wrong types.
 		{name: "string port", body: openWith("port", `"8022"`), errorHas: []string{"field port must be a whole number, not string"}},
@@ -146,11 +151,32 @@ func TestBadInput(t *testing.T) {
 
 		// Strings that are not usable.
 		{name: "empty uid", body: openWith("uid", `""`), errorHas: []string{"uid is empty"}},
+		{name: "blank uid", body: openWith("uid", `"   "`), errorHas: []string{`uid "   " is blank`}},
+		{name: "uid with a tab", body: openWith("uid", `"swc\t1"`), errorHas: []string{`uid "swc\t1" has a non-printable character`}},
+		{name: "uid too long", body: openWith("uid", `"`+strings.Repeat("u", 129)+`"`), errorHas: []string{"uid is longer than 128 bytes"}},
 		{name: "blank connect_address", body: openWith("connect_address", `"  "`), errorHas: []string{"connect_address is empty"}},
 		{name: "connect_address with a path", body: openWith("connect_address", `"host/x"`), errorHas: []string{"is not a host name or IP address"}},
 		{name: "connect_address with a NUL", body: openWith("connect_address", `"db\u0000.internal"`), errorHas: []string{"is not a host name or IP address"}},
 		{name: "connect_address with an escape", body: openWith("connect_address", `"db\u001b[31m"`), errorHas: []string{"is not a host name or IP address"}},
 		{name: "connect_address too long", body: openWith("connect_address", `"`+strings.Repeat("a", 254)+`"`), errorHas: []string{"is not a host name or IP address"}},
+		// Targets no connector could ever dial.
+		{name: "connect_address with a port", body: openWith("connect_address", `"127.0.0.1:80"`), errorHas: []string{`connect_address "127.0.0.1:80" is not a host name or IP address`, "connect_port"}},
+		{name: "connect_address name with a port", body: openWith("connect_address", `"db.internal:5432"`), errorHas: []string{`connect_address "db.internal:5432" is not`, "connect_port"}},
+		{name: "connect_address in brackets", body: openWith("connect_address", `"[::1]"`), errorHas: []string{`connect_address "[::1]" is not a host name or IP address`, "brackets"}},
+		{name: "connect_address in brackets with a port", body: openWith("connect_address", `"[::1]:22"`), errorHas: []string{`connect_address "[::1]:22" is not`}},
+		{name: "connect_address with a zone", body: openWith("connect_address", `"fe80::1%eth0"`), errorHas: []string{`connect_address "fe80::1%eth0" is not`, "zone"}},
+		{name: "connect_address bad IPv6", body: openWith("connect_address", `"1::2::3"`), errorHas: []string{`connect_address "1::2::3" is not`}},
+		{name: "connect_address IPv4 out of range", body: openWith("connect_address", `"10.0.0.256"`), errorHas: []string{`connect_address "10.0.0.256" is not`}},
+		{name: "connect_address five numbers", body: openWith("connect_address", `"1.2.3.4.5"`), errorHas: []string{`connect_address "1.2.3.4.5" is not`}},
+		{name: "connect_address IPv4 with leading zeros", body: openWith("connect_address", `"010.0.0.1"`), errorHas: []string{`connect_address "010.0.0.1" is not`}},
+		{name: "connect_address starting with a hyphen", body: openWith("connect_address", `"-db.internal"`), errorHas: []string{`connect_address "-db.internal" is not`}},
+		{name: "connect_address label ending with a hyphen", body: openWith("connect_address", `"db-.internal"`), errorHas: []string{`connect_address "db-.internal" is not`}},
+		{name: "connect_address empty label", body: openWith("connect_address", `"db..internal"`), errorHas: []string{`connect_address "db..internal" is not`}},
+		{name: "connect_address leading dot", body: openWith("connect_address", `".internal"`), errorHas: []string{`connect_address ".internal" is not`}},
+		{name: "connect_address label of 64", body: openWith("connect_address", `"`+strings.Repeat("a", 64)+`.internal"`), errorHas: []string{"is not a host name or IP address"}},
+		{name: "connect_address non-ASCII", body: openWith("connect_address", `"bücher.example"`), errorHas: []string{"is not a host name or IP address"}},
+		{name: "connect_address a URL", body: openWith("connect_address", `"http://db.internal"`), errorHas: []string{"is not a host name or IP address"}},
+		{name: "connect_address with spaces around", body: openWith("connect_address", `" db.internal "`), errorHas: []string{"is not a host name or IP address"}},
 		{name: "invalid UTF-8 in uid", body: openWith("uid", "\"swc-\xff\xfe\""), errorHas: []string{"not valid UTF-8"}},
 		{name: "invalid UTF-8 in connect_address", body: openWith("connect_address", "\"host\xc3\x28\""), errorHas: []string{"not valid UTF-8"}},
 		{name: "truncated UTF-8 sequence", body: openWith("uid", "\"swc-\xe2\x82\""), errorHas: []string{"not valid UTF-8"}},
@@ -171,13 +197,19 @@ func TestBadInput(t *testing.T) {
 		{name: "proxy_protocol and a bad port", body: `{"uid":"swc-1","port":0,"connect_address":"a","connect_port":22,"proxy_protocol":"v9"}`,
 			errorHas: []string{"port 0 is outside 1-65535", `proxy_protocol "v9"`}},
 
-		// Any Content-Type is accepted on purpose (curl -d sends a form type),
-		// but the body is decoded as JSON all the same.
-		{name: "text/plain, not JSON", ctype: "text/plain", body: `uid=swc-1`, errorHas: []string{"malformed JSON"}},
-		{name: "form type, not JSON", ctype: "application/x-www-form-urlencoded", body: `uid=swc-1&port=8022`, errorHas: []string{"malformed JSON"}},
-		{name: "XML", ctype: "application/xml", body: `<open><uid>swc-1</uid><port>8022</port></open>`, errorHas: []string{"malformed JSON"}},
+		// A body is JSON and says so: a web page can send text/plain or a
+		// form to another site without asking it first, never JSON.
+		{name: "text/plain", ctype: "text/plain", body: valid, status: http.StatusUnsupportedMediaType,
+			errorHas: []string{`Content-Type "text/plain" is not application/json`, "Content-Type: application/json"}},
+		{name: "form type (curl -d without -H)", ctype: "application/x-www-form-urlencoded", body: valid, status: http.StatusUnsupportedMediaType,
+			errorHas: []string{`Content-Type "application/x-www-form-urlencoded" is not application/json`}},
+		{name: "multipart form", ctype: "multipart/form-data; boundary=x", body: valid, status: http.StatusUnsupportedMediaType, errorHas: []string{"is not application/json"}},
+		{name: "no Content-Type", ctype: "none", body: valid, status: http.StatusUnsupportedMediaType, errorHas: []string{"no Content-Type", "Content-Type: application/json"}},
+		{name: "XML", ctype: "application/xml", body: `<open><uid>swc-1</uid><port>8022</port></open>`, status: http.StatusUnsupportedMediaType, errorHas: []string{"is not application/json"}},
+		{name: "JSON with another charset", ctype: "application/json; charset=iso-8859-1", body: valid, status: http.StatusUnsupportedMediaType, errorHas: []string{"charset"}},
+		{name: "unparsable Content-Type", ctype: "application/json; charset", body: valid, status: http.StatusUnsupportedMediaType, errorHas: []string{"is not application/json"}},
 		{name: "JSON type, bad JSON", ctype: "application/json", body: `{"uid":`, errorHas: []string{"malformed JSON"}},
-		{name: "text/plain, missing field", ctype: "text/plain", body: openWith("port", ""), errorHas: []string{"missing field(s): port"}},
+		{name: "text/plain, missing field", ctype: "text/plain", body: openWith("port", ""), status: http.StatusUnsupportedMediaType, errorHas: []string{"is not application/json"}},
 
 		// Size.
 		{name: "just over the limit", body: `{"uid":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, status: http.StatusRequestEntityTooLarge, errorHas: []string{"larger than 65536 bytes"}},
@@ -207,7 +239,9 @@ func TestBadInput(t *testing.T) {
 		{name: "close truncated", method: http.MethodDelete, body: `{"port":80`, errorHas: []string{"middle of the object"}},
 		{name: "close invalid UTF-8", method: http.MethodDelete, body: "{\"port\":8022,\"\xff\":1}", errorHas: []string{"not valid UTF-8"}},
 		{name: "close deeply nested", method: http.MethodDelete, body: strings.Repeat("[", 20000), errorHas: []string{"malformed JSON", "depth"}},
-		{name: "close text/plain, not JSON", method: http.MethodDelete, ctype: "text/plain", body: `port=8022`, errorHas: []string{"malformed JSON"}},
+		{name: "close text/plain", method: http.MethodDelete, ctype: "text/plain", body: `{"port":8022}`, status: http.StatusUnsupportedMediaType, errorHas: []string{"is not application/json"}},
+		{name: "close form type", method: http.MethodDelete, ctype: "application/x-www-form-urlencoded", body: `{"port":8022}`, status: http.StatusUnsupportedMediaType, errorHas: []string{"is not application/json"}},
+		{name: "close key in another case", method: http.MethodDelete, body: `{"PORT":8022}`, errorHas: []string{`unknown field "PORT"`}},
 		{name: "close 10 MiB body", method: http.MethodDelete, body: `{"port":8022` + strings.Repeat(" ", 10<<20) + `}`, status: http.StatusRequestEntityTooLarge, errorHas: []string{"larger than"}},
 	}
 
@@ -221,6 +255,12 @@ func TestBadInput(t *testing.T) {
 		}
 		if c.status == 0 {
 			c.status = http.StatusBadRequest
+		}
+		switch c.ctype {
+		case "":
+			c.ctype = jsonType
+		case "none":
+			c.ctype = ""
 		}
 		t.Run(c.name, func(t *testing.T) {
 			start := time.Now()
@@ -248,33 +288,40 @@ func TestBadInput(t *testing.T) {
 // is a decision and not an accident.
 func TestAcceptedOddities(t *testing.T) {
 	want := Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}
+	target := func(host string) Port { p := want; p.ConnectAddress = host; return p }
 	for _, c := range []struct {
 		name, ctype, body string
 		want              Port
 	}{
-		// Any Content-Type, or none: the body is JSON whatever it says.
-		{"no Content-Type", "", openWith("", ""), want},
-		{"text/plain", "text/plain", openWith("", ""), want},
-		{"application/xml", "application/xml", openWith("", ""), want},
-		{"form type (curl -d)", "application/x-www-form-urlencoded", openWith("", ""), want},
+		// JSON by any spelling of its media type.
+		{"charset utf-8", "application/json; charset=utf-8", openWith("", ""), want},
+		{"upper case", "Application/JSON;Charset=UTF-8", openWith("", ""), want},
 		// encoding/json keeps the last of duplicate keys. That is acceptable:
 		// the value kept is the one validated, logged and answered back, so
 		// nothing acts on the other one.
-		{"duplicate key, last wins", "", `{"uid":"swc-1","port":1,"port":8022,"connect_address":"127.0.0.1","connect_port":22}`, want},
-		// Keys match case-insensitively (encoding/json), as the answer shows
-		// the canonical names.
-		{"key in another case", "", `{"UID":"swc-1","Port":8022,"Connect_Address":"127.0.0.1","CONNECT_PORT":22}`, want},
+		{"duplicate key, last wins", jsonType, `{"uid":"swc-1","port":1,"port":8022,"connect_address":"127.0.0.1","connect_port":22}`, want},
 		// Escapes are JSON, and a non-ASCII uid in valid UTF-8 is fine.
-		{"escaped and non-ASCII", "", `{"uid":"sw\u0063-ü","port":8022,"connect_address":"127.0.0.1","connect_port":22}`,
+		{"escaped and non-ASCII", jsonType, `{"uid":"sw\u0063-ü","port":8022,"connect_address":"127.0.0.1","connect_port":22}`,
 			Port{UID: "swc-ü", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
-		{"whitespace around", "", "\r\n\t " + openWith("", "") + "\n\n", want},
+		{"uid with inner spaces", jsonType, openWith("uid", `" swc 1"`), Port{UID: " swc 1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
+		{"whitespace around", jsonType, "\r\n\t " + openWith("", "") + "\n\n", want},
 		// proxy_protocol is optional: "" and null mean none, like absent.
-		{"proxy_protocol empty", "", openWith("proxy_protocol", `""`), want},
-		{"proxy_protocol null", "", openWith("proxy_protocol", `null`), want},
-		{"proxy_protocol v1", "", openWith("proxy_protocol", `"v1"`),
+		{"proxy_protocol empty", jsonType, openWith("proxy_protocol", `""`), want},
+		{"proxy_protocol null", jsonType, openWith("proxy_protocol", `null`), want},
+		{"proxy_protocol v1", jsonType, openWith("proxy_protocol", `"v1"`),
 			Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: ProxyV1}},
-		{"proxy_protocol v2", "", openWith("proxy_protocol", `"v2"`),
+		{"proxy_protocol v2", jsonType, openWith("proxy_protocol", `"v2"`),
 			Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: ProxyV2}},
+		// Every kind of target a connector can dial.
+		{"connect_address a name", jsonType, openWith("connect_address", `"db-1.internal"`), target("db-1.internal")},
+		{"connect_address one label", jsonType, openWith("connect_address", `"db"`), target("db")},
+		{"connect_address with a trailing dot", jsonType, openWith("connect_address", `"db.internal."`), target("db.internal.")},
+		{"connect_address with an underscore (Docker names)", jsonType, openWith("connect_address", `"my_db.internal"`), target("my_db.internal")},
+		{"connect_address labels starting with digits", jsonType, openWith("connect_address", `"3com.1e100.net"`), target("3com.1e100.net")},
+		{"connect_address label of 63", jsonType, openWith("connect_address", `"`+strings.Repeat("a", 63)+`.internal"`), target(strings.Repeat("a", 63) + ".internal")},
+		{"connect_address IPv6", jsonType, openWith("connect_address", `"2001:db8::1"`), target("2001:db8::1")},
+		{"connect_address IPv6 loopback", jsonType, openWith("connect_address", `"::1"`), target("::1")},
+		{"connect_address IPv4-mapped IPv6", jsonType, openWith("connect_address", `"::ffff:10.0.0.1"`), target("::ffff:10.0.0.1")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			svc := &recorder{}
@@ -291,7 +338,7 @@ func TestAcceptedOddities(t *testing.T) {
 	t.Run("duplicate key with a bad first value", func(t *testing.T) {
 		svc := &recorder{}
 		url := serve(t, svc)
-		r := send(t, http.MethodPost, url+"/open", "", `{"uid":"swc-1","port":"x","port":8022,"connect_address":"127.0.0.1","connect_port":22}`)
+		r := send(t, http.MethodPost, url+"/open", jsonType, `{"uid":"swc-1","port":"x","port":8022,"connect_address":"127.0.0.1","connect_port":22}`)
 		if msg := r.errorText(t); r.status != http.StatusBadRequest || !strings.Contains(msg, "field port must be a whole number") {
 			t.Fatalf("%d %q, want 400 for the bad value even if a later one is good", r.status, msg)
 		}

@@ -31,6 +31,8 @@ func FuzzOpenRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		svc.opened, svc.closed = nil, nil
 		req := httptest.NewRequest(http.MethodPost, "/open", bytes.NewReader(body))
+		req.Host = "127.0.0.1:8080" // not httptest's example.com, which the API does not answer to
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		e.ServeHTTP(rec, req)
 

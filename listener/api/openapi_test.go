@@ -316,9 +316,25 @@ func TestOpenAPIRoutes(t *testing.T) {
 	doc := loadSpec(t)
 	e := New(&service{ports: map[int]Port{}}, zap.NewNop(), allOptions(func() error { return nil })...)
 
-	served := map[string]bool{}
+	// HEAD is GET without the body: described by the GET, and served with
+	// every GET.
+	served, heads := map[string]bool{}, map[string]bool{}
 	for _, r := range e.Routes() {
+		if r.Method == http.MethodHead {
+			heads[r.Path] = true
+			continue
+		}
 		served[r.Method+" "+r.Path] = true
+	}
+	for r := range served {
+		if path, ok := strings.CutPrefix(r, "GET "); ok && !heads[path] {
+			t.Errorf("route %s does not answer HEAD", r)
+		}
+	}
+	for path := range heads {
+		if !served["GET "+path] {
+			t.Errorf("route HEAD %s has no GET", path)
+		}
 	}
 	described := map[string]bool{}
 	ids := map[string]bool{}
@@ -379,7 +395,16 @@ func newChecker(t *testing.T, doc *openapiDoc, svc Service, opts ...Option) *che
 // returns the status and the body.
 func (c *checker) send(t *testing.T, method, path, body string, auth bool) (int, string) {
 	t.Helper()
+	return c.sendWith(t, method, path, body, auth, nil)
+}
+
+// sendWith is send with more request headers (see do).
+func (c *checker) sendWith(t *testing.T, method, path, body string, auth bool, more map[string]string) (int, string) {
+	t.Helper()
 	h := map[string]string{}
+	for k, v := range more {
+		h[k] = v
+	}
 	if auth {
 		h["Authorization"] = "Bearer " + testToken
 	}
@@ -570,7 +595,12 @@ func TestOpenAPIExamples(t *testing.T) {
 // length bounds; the server must refuse exactly those the schema refuses.
 var stringProbes = []string{
 	"a", "swc-1", "host.example", "10.0.0.20", "2001:db8::1", "é.example", "a b", "a/b", `a\b`, "a\tb",
-	"a\x00b", "a\u0085b", "", " ", "\t", strings.Repeat("a", 253), strings.Repeat("a", 254),
+	"a\x00b", "a\u0085b", "", " ", "\t", "   ", " a", strings.Repeat("a", 128), strings.Repeat("a", 129),
+	strings.Repeat("a", 253), strings.Repeat("a", 254),
+	// Host names and addresses, good and bad.
+	"db.internal.", "my_db.internal", "3com.1e100.net", "a-b.c-d", strings.Repeat("a", 63) + ".b", strings.Repeat("a", 64) + ".b",
+	"::1", "::ffff:10.0.0.1", "10.0.0.255", "127.0.0.1:80", "db:5432", "[::1]", "[::1]:22", "fe80::1%eth0",
+	"10.0.0.256", "1.2.3.4.5", "010.0.0.1", "-a.example", "a-.example", "a..b", ".a", "a.-b", "a.1", "1", "http://a",
 }
 
 // TestOpenAPIRequestConstraints derives bad and good values from each
@@ -734,14 +764,20 @@ func TestOpenAPIStatuses(t *testing.T) {
 	if _, body := c.send(t, http.MethodGet, "/openapi.yaml", "", true); body != strings.TrimSpace(string(OpenAPI)) {
 		t.Errorf("GET /openapi.yaml is not the embedded file")
 	}
-	// 401 for every operation that needs the token.
+	// 401 for every operation that needs the token; 403 for a request from
+	// another site or to a name the API does not answer to.
 	for path, ops := range doc.Paths {
 		for method, o := range ops {
 			if !doc.public(o) {
 				c.send(t, strings.ToUpper(method), path, "", false)
+				c.sendWith(t, strings.ToUpper(method), path, "", true, map[string]string{"Origin": "http://evil.example"})
+				c.sendWith(t, strings.ToUpper(method), path, "", true, map[string]string{"Host": "evil.example"})
 			}
 		}
 	}
+	// 415 for a body that is not JSON.
+	c.sendWith(t, http.MethodPost, "/open", openBody, true, map[string]string{"Content-Type": "text/plain"})
+	c.sendWith(t, http.MethodDelete, "/close", `{"port":9000}`, true, map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
 
 	for path, ops := range doc.Paths {
 		for method, o := range ops {

@@ -84,16 +84,24 @@ func (CommonName) Verify(_ context.Context, state tls.ConnectionState) (string, 
 	}
 	uid := state.PeerCertificates[0].Subject.CommonName
 	if err := ValidUID(uid); err != nil {
-		return "", fmt.Errorf("%w: certificate CN: %v", ErrRefused, err)
+		return "", fmt.Errorf("%w: %w: certificate CN: %v", ErrRefused, ErrBadUID, err)
 	}
 	return uid, nil
 }
 
-// ValidUID accepts printable UIDs of a sane length; anything else would be
-// awkward in logs and API bodies.
+// ErrBadUID wraps, besides ErrRefused, a refusal because the certificate's
+// CN is no UID ValidUID accepts.
+var ErrBadUID = errors.New("unusable uid")
+
+// ValidUID accepts printable UIDs of a sane length that are not blank;
+// anything else would be awkward in logs and API bodies. It is the one rule
+// for a UID: a connector is bound to none that the API would refuse.
 func ValidUID(uid string) error {
 	if uid == "" {
 		return errors.New("uid is empty")
+	}
+	if strings.TrimSpace(uid) == "" {
+		return fmt.Errorf("uid %q is blank", uid)
 	}
 	if len(uid) > MaxUIDLen {
 		return fmt.Errorf("uid is longer than %d bytes", MaxUIDLen)

@@ -18,9 +18,9 @@ func TestCommonName(t *testing.T) {
 	if err != nil || uid != "swc-1" {
 		t.Fatalf("Verify = %q, %v", uid, err)
 	}
-	for _, cn := range []string{"", "bad\x00uid", strings.Repeat("x", MaxUIDLen+1)} {
-		if _, err := (CommonName{}).Verify(context.Background(), state(cn)); !errors.Is(err, ErrRefused) {
-			t.Errorf("CN %q: err = %v, want ErrRefused", cn, err)
+	for _, cn := range []string{"", "   ", "\t", "bad\x00uid", strings.Repeat("x", MaxUIDLen+1)} {
+		if _, err := (CommonName{}).Verify(context.Background(), state(cn)); !errors.Is(err, ErrRefused) || !errors.Is(err, ErrBadUID) {
+			t.Errorf("CN %q: err = %v, want ErrRefused and ErrBadUID", cn, err)
 		}
 	}
 	if _, err := (CommonName{}).Verify(context.Background(), tls.ConnectionState{}); !errors.Is(err, ErrRefused) {

@@ -40,6 +40,7 @@ const (
 	Both                     // serverAuth and clientAuth
 	NoEKU                    // no extended key usage at all
 	CodeSigning              // an EKU that allows neither TLS use
+	AnyEKU                   // anyExtendedKeyUsage alone
 )
 
 // LeafOptions describe a leaf certificate.
@@ -110,6 +111,8 @@ func (ca *CA) Issue(opts LeafOptions) (*Leaf, error) {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	case CodeSigning:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}
+	case AnyEKU:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {

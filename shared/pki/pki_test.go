@@ -224,6 +224,7 @@ func TestIssuedLeafChainsToCA(t *testing.T) {
 		{"Both", pki.Both, true, true},
 		{"NoEKU", pki.NoEKU, true, true}, // x509: no EKU means any use
 		{"CodeSigning", pki.CodeSigning, false, false},
+		{"AnyEKU", pki.AnyEKU, true, true}, // x509: anyExtendedKeyUsage allows every use
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			leaf := issue(t, ca, pki.LeafOptions{

@@ -20,7 +20,9 @@ type CheckOptions struct {
 	CertPath, KeyPath, CAPath          string
 	CertSetting, KeySetting, CASetting string // e.g. "SWL_CERT_PATH"
 	// Usage is the extended key usage the certificate needs: ServerAuth
-	// for the listener, ClientAuth for the connector.
+	// for the listener, ClientAuth for the connector. ClientAuth must be
+	// named, as the listener requires (neither no extended key usage nor
+	// anyExtendedKeyUsage will do).
 	Usage x509.ExtKeyUsage
 	Now   time.Time // zero: time.Now()
 }
@@ -96,8 +98,14 @@ func CheckFiles(o CheckOptions) Findings {
 	what := fmt.Sprintf("%s: certificate %s (%s)", o.CertSetting, o.CertPath, leaf.Subject)
 	checkValidity(&f, what, leaf, now)
 
-	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, o.Usage) &&
-		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+	switch {
+	case o.Usage == x509.ExtKeyUsageClientAuth:
+		// The listener's rule, stricter than x509's.
+		if err := checkClientAuth(leaf); err != nil {
+			f.problem("%s: %v", what, err)
+		}
+	case len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, o.Usage) &&
+		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny):
 		f.problem("%s: extended key usage %s is missing (has %s)", what, usageName(o.Usage), usageNames(leaf.ExtKeyUsage))
 	}
 
@@ -200,7 +208,7 @@ func usageName(u x509.ExtKeyUsage) string {
 	case x509.ExtKeyUsageEmailProtection:
 		return "emailProtection"
 	case x509.ExtKeyUsageAny:
-		return "any"
+		return "anyExtendedKeyUsage"
 	default:
 		return fmt.Sprintf("usage %d", u)
 	}

@@ -55,6 +55,8 @@ func TestCheckFiles(t *testing.T) {
 	futCert, futKey := issue("future", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Client,
 		NotBefore: now.Add(24 * time.Hour), NotAfter: now.Add(48 * time.Hour)})
 	soonCert, soonKey := issue("soon", pki.LeafOptions{CommonName: "swc-1", Usage: pki.Client, NotAfter: now.Add(3 * 24 * time.Hour)})
+	noEKUCert, noEKUKey := issue("no-eku", pki.LeafOptions{CommonName: "swc-1", Usage: pki.NoEKU})
+	anyEKUCert, anyEKUKey := issue("any-eku", pki.LeafOptions{CommonName: "swc-1", Usage: pki.AnyEKU})
 	other := testutil.NewPKI(t)
 	foreignCert, foreignKey := other.ClientCert(t, "swc-1")
 	missing := filepath.Join(t.TempDir(), "missing.pem")
@@ -80,6 +82,10 @@ func TestCheckFiles(t *testing.T) {
 			[]string{"CERT:", "extended key usage serverAuth is missing (has clientAuth)"}, nil},
 		{"server certificate as client", checkOpts(serverCert, serverKey, p.CAPath, x509.ExtKeyUsageClientAuth),
 			[]string{"extended key usage clientAuth is missing (has serverAuth)"}, nil},
+		{"client certificate without extended key usage", checkOpts(noEKUCert, noEKUKey, p.CAPath, x509.ExtKeyUsageClientAuth),
+			[]string{"CERT:", "extended key usage clientAuth is missing (has none)"}, nil},
+		{"client certificate with anyExtendedKeyUsage", checkOpts(anyEKUCert, anyEKUKey, p.CAPath, x509.ExtKeyUsageClientAuth),
+			[]string{"CERT:", "extended key usage clientAuth is missing (has anyExtendedKeyUsage)"}, nil},
 		{"missing certificate", checkOpts(missing, clientKey, p.CAPath, x509.ExtKeyUsageClientAuth), []string{"CERT: certificate " + missing, "no such file"}, nil},
 		{"missing key", checkOpts(clientCert, missing, p.CAPath, x509.ExtKeyUsageClientAuth), []string{"KEY: private key " + missing, "no such file"}, nil},
 		{"garbage certificate", checkOpts(garbage, clientKey, p.CAPath, x509.ExtKeyUsageClientAuth), []string{"CERT, KEY:", garbage}, nil},

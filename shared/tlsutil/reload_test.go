@@ -796,6 +796,11 @@ func TestReloaderReportsRefusals(t *testing.T) {
 			NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)}))),
 			tlsutil.ReasonExpired},
 		{"serverAuth only", ptr(tlsCert(mustIssue(t, f.pki.CA, serverOpts))), tlsutil.ReasonBadUsage},
+		// x509 takes both for good for any use; the listener wants clientAuth named.
+		{"no extended key usage", ptr(tlsCert(mustIssue(t, f.pki.CA, pki.LeafOptions{CommonName: "uid-1", Usage: pki.NoEKU}))),
+			tlsutil.ReasonBadUsage},
+		{"anyExtendedKeyUsage", ptr(tlsCert(mustIssue(t, f.pki.CA, pki.LeafOptions{CommonName: "uid-1", Usage: pki.AnyEKU}))),
+			tlsutil.ReasonBadUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mu.Lock()

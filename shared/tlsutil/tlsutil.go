@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
@@ -86,7 +87,7 @@ func parseKeyPair(certPath, keyPath string, certPEM, keyPEM []byte) (tls.Certifi
 }
 
 // ServerConfig is the listener's TLS: TLS 1.3 only, and a client certificate
-// that chains to clientCAs with an extended key usage that allows clientAuth.
+// that chains to clientCAs and names the clientAuth extended key usage.
 //
 // The certificate is verified by VerifyConnection (VerifyClient) rather than
 // by crypto/tls itself, which would refuse before any callback could say why;
@@ -128,7 +129,8 @@ func serverConfig(cert tls.Certificate, clientCAs *x509.CertPool, remote net.Add
 var ErrNoCertificate = errors.New("client sent no certificate")
 
 // VerifyClient checks a client's certificate chain (leaf first, as it sent
-// it) against roots, now, for the clientAuth extended key usage, and returns
+// it) against roots, now, for the clientAuth extended key usage (named in the
+// leaf: see checkClientAuth), and returns
 // the verified chains. It is the listener's one check of a connector's
 // certificate.
 func VerifyClient(certs []*x509.Certificate, roots *x509.CertPool) ([][]*x509.Certificate, error) {
@@ -145,10 +147,33 @@ func VerifyClient(certs []*x509.Certificate, roots *x509.CertPool) ([][]*x509.Ce
 		opts.Intermediates.AddCert(c)
 	}
 	chains, err := certs[0].Verify(opts)
+	if err == nil {
+		err = checkClientAuth(certs[0])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client certificate %q: %w", certs[0].Subject.CommonName, err)
 	}
 	return chains, nil
+}
+
+// errNoClientAuth: the certificate does not name clientAuth itself.
+var errNoClientAuth = errors.New("extended key usage clientAuth is missing")
+
+// checkClientAuth requires the clientAuth extended key usage by name.
+// x509.Verify takes a certificate without any extended key usage, or with
+// anyExtendedKeyUsage, for good for every purpose; a connector certificate
+// must have been issued for this one (the README promises it, and a
+// certificate issued for something else must not open tunnels).
+// CheckFiles holds a connector's certificate to the same rule.
+func checkClientAuth(leaf *x509.Certificate) error {
+	if slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return nil
+	}
+	has := "none"
+	if len(leaf.ExtKeyUsage) > 0 {
+		has = usageNames(leaf.ExtKeyUsage)
+	}
+	return fmt.Errorf("%w (has %s)", errNoClientAuth, has)
 }
 
 // Refusal is a client certificate refused during the handshake.
@@ -180,7 +205,7 @@ func RefusalReason(err error) string {
 		return ReasonUnknownAuthority
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return ReasonExpired
-	case errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage:
+	case errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage, errors.Is(err, errNoClientAuth):
 		return ReasonBadUsage
 	default:
 		return ReasonOther

@@ -27,6 +27,14 @@ const (
 	reconnectLost          = "lost"           // any other end of a connection
 )
 
+// Hand-over results: the label set of socketwarp_connector_handovers_total.
+const (
+	handOverOK     = "ok"     // a new connection took the old one's place
+	handOverFailed = "failed" // the old connection stays
+)
+
+var handOverResults = [...]string{handOverOK, handOverFailed}
+
 var reconnectReasons = [...]string{reconnectGoingAway, reconnectRefused, reconnectTLS, reconnectConnectFailed,
 	reconnectIdleTimeout, reconnectLost}
 
@@ -62,6 +70,11 @@ var (
 		"Bytes tunnelled; direction up is client to target.", []string{"direction"}, nil)
 	descDialFailures = prometheus.NewDesc(metricName("dial_failures_total"),
 		"Targets that could not be dialled, by target (host:port as the listener named it).", []string{"target"}, nil)
+	descConnections = prometheus.NewDesc(metricName("connections"),
+		"QUIC connections to the listener open now: 2 while an old one finishes its tunnels after a hand-over.", nil, nil)
+	descHandOvers = prometheus.NewDesc(metricName("handovers_total"),
+		"Moves to a new connection after the certificate changed, by result: ok, or failed (the old connection stays).",
+		[]string{"result"}, nil)
 )
 
 // stats are the live counters behind the connector's metrics; the hot path
@@ -72,6 +85,10 @@ type stats struct {
 	bytesUp    atomic.Int64
 	bytesDown  atomic.Int64
 	reconnects [len(reconnectReasons)]atomic.Int64
+	// connections is the QUIC connections being served; handOvers counts
+	// hand-overs by result (handOverResults order).
+	connections atomic.Int64
+	handOvers   [len(handOverResults)]atomic.Int64
 
 	mu         sync.Mutex       // guards dialFailed
 	dialFailed map[string]int64 // by target, at most maxDialTargets+1 keys
@@ -81,6 +98,15 @@ func (s *stats) reconnect(reason string) {
 	for i, r := range reconnectReasons {
 		if r == reason {
 			s.reconnects[i].Add(1)
+			return
+		}
+	}
+}
+
+func (s *stats) handOver(result string) {
+	for i, r := range handOverResults {
+		if r == result {
+			s.handOvers[i].Add(1)
 			return
 		}
 	}
@@ -99,7 +125,7 @@ func (s *stats) dialFailure(target string) {
 }
 
 func (s *stats) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descReconnects, descStreams, descBytes, descDialFailures} {
+	for _, d := range []*prometheus.Desc{descConnected, descReconnects, descStreams, descBytes, descDialFailures, descConnections, descHandOvers} {
 		ch <- d
 	}
 }
@@ -116,6 +142,10 @@ func (s *stats) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(s.streams.Load()))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.bytesUp.Load()), "up")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.bytesDown.Load()), "down")
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(s.connections.Load()))
+	for i, r := range handOverResults {
+		ch <- prometheus.MustNewConstMetric(descHandOvers, prometheus.CounterValue, float64(s.handOvers[i].Load()), r)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for target, n := range s.dialFailed {

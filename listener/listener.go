@@ -68,6 +68,7 @@ type Listener struct {
 	streamOpen        prometheus.Histogram
 	outcomes          [numOutcomes]atomic.Int64 // clients of opened ports, by outcome
 	refusedConnectors refusalCounts             // by reason
+	handOvers         atomic.Int64              // connectors moved to a new connection
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
@@ -370,7 +371,8 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	log = log.With(logging.UID(uid))
-	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state}
+	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state,
+		HandedOver: make(chan *registry.Session, 1)}
 	if !l.bindSession(ctx, s, log) {
 		return
 	}
@@ -387,10 +389,33 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	}
 	leaf := s.TLS.PeerCertificates[0]
 	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
-	select {
-	case <-conn.Context().Done():
-	case <-ctx.Done():
-		_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+	// After a hand-over the connection is no longer re-verified: its
+	// certificate is typically revoked as superseded while its last
+	// tunnels still run. It lives on the authority of its successor
+	// instead, which is: it ends when the successor does (refused by a
+	// re-check or a CRL, or gone). Its connector closes it once drained.
+	var successorDone <-chan struct{}
+wait:
+	for {
+		select {
+		case <-conn.Context().Done():
+			break wait
+		case <-ctx.Done():
+			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+			break wait
+		case succ := <-s.HandedOver:
+			successorDone = succ.Conn.Context().Done()
+			if v, reason, err := l.ask(ctx, s, wire.HandedOverHeader); err != nil || v != wire.VerdictOK {
+				// Not told, it would keep the connection for ever.
+				why := fmt.Sprintf("hand-over notice: %s: %s", v, reason)
+				if err != nil {
+					why = "hand-over notice: " + err.Error()
+				}
+				_ = conn.CloseWithError(wire.CodeReplaced, why)
+			}
+		case <-successorDone:
+			_ = conn.CloseWithError(wire.CodeReplaced, "the connection it was handed over to has ended")
+		}
 	}
 	l.sessions.Unbind(s)
 	log.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),

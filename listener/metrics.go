@@ -63,6 +63,8 @@ var (
 		"Connectors refused, by reason.", []string{"reason"}, nil)
 	descRTT = prometheus.NewDesc(metricName("connector_rtt_seconds"),
 		"Smoothed QUIC round-trip time to each connected connector.", []string{"uid"}, nil)
+	descHandOvers = prometheus.NewDesc(metricName("connector_handovers_total"),
+		"Connectors that moved to a new connection (new certificate) while their old one drained.", nil, nil)
 )
 
 // initMetrics makes the listener's registry. Most figures are read at
@@ -85,7 +87,7 @@ func (l *Listener) initMetrics() {
 type collector struct{ l *Listener }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descTunnels, descBytes, descOutcomes, descRefusals, descRTT} {
+	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descTunnels, descBytes, descOutcomes, descRefusals, descRTT, descHandOvers} {
 		ch <- d
 	}
 }
@@ -122,7 +124,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for i, reason := range refusalReasons {
 		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(l.refusedConnectors[i].Load()), reason)
 	}
+	ch <- prometheus.MustNewConstMetric(descHandOvers, prometheus.CounterValue, float64(l.handOvers.Load()))
 }
+
+// HandOvers is how many connectors moved to a new connection (see
+// bindSession), for tests and embedding.
+func (l *Listener) HandOvers() int64 { return l.handOvers.Load() }
 
 // Metrics is the listener's registry, for embedding and tests.
 func (l *Listener) Metrics() *prometheus.Registry { return l.metrics }

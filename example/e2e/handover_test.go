@@ -26,7 +26,7 @@ const (
 // of a pending period without waiting for it.
 type offsetClock struct{ offset atomic.Int64 }
 
-func (c *offsetClock) Now() time.Time         { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *offsetClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 func metricValue(t *testing.T, m testutil.Metrics, name string, labels ...string) float64 {

@@ -100,3 +100,34 @@ func TestHandOverOnlyToTheAnnouncedCertificate(t *testing.T) {
 	playConnector(t, dialWith(t, r, announced), wire.VerdictOK)
 	testutil.Eventually(t, "the announced certificate taken", func() bool { return r.HandOvers() == 1 })
 }
+
+// TestHandOverAuthorityPassesOn: two hand-overs in a row (A to B, B to C)
+// while A still carries a tunnel. B's end after its own drain does not end
+// A: the authority passed on to C, and A ends with C.
+func TestHandOverAuthorityPassesOn(t *testing.T) {
+	f := newFiles(t)
+	r := run(t, probeConfig(f))
+	aTLS, bTLS, cTLS := f.pki.ClientTLS(t, "swc-1"), f.pki.ClientTLS(t, "swc-1"), f.pki.ClientTLS(t, "swc-1")
+	a := dialWith(t, r, aTLS)
+	aFC := playHandingOver(t, a, fingerprint(bTLS))
+	testutil.Eventually(t, "A bound", func() bool { return r.Connected("swc-1") })
+	inFlight := dial(t, r.openPort(t, "swc-1"))
+	echoVia(t, inFlight, "on A")
+
+	b := dialWith(t, r, bTLS)
+	bFC := playHandingOver(t, b, fingerprint(cTLS))
+	testutil.Eventually(t, "A handed over to B", func() bool { return aFC.notices.Load() == 1 })
+	c := dialWith(t, r, cTLS)
+	playConnector(t, c, wire.VerdictOK)
+	testutil.Eventually(t, "B handed over to C", func() bool { return bFC.notices.Load() == 1 })
+
+	b.CloseWithError(wire.CodeNoError, "drained")
+	testutil.Eventually(t, "B's end seen", func() bool {
+		return testutil.Logged(r.logs, "connector disconnected", "remote", b.LocalAddr().String())
+	})
+	echoVia(t, inFlight, "A still carries its tunnel")
+	expectAlive(t, a)
+
+	c.CloseWithError(wire.CodeNoError, "")
+	closedWith(t, a, wire.CodeReplaced)
+}

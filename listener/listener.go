@@ -393,8 +393,13 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	// certificate is typically revoked as superseded while its last
 	// tunnels still run. It lives on the authority of its successor
 	// instead, which is: it ends when the successor does (refused by a
-	// re-check or a CRL, or gone). Its connector closes it once drained.
-	var successorDone <-chan struct{}
+	// re-check or a CRL, or gone) — unless that one was handed over in
+	// turn, and passed the authority on. Its connector closes it once
+	// drained.
+	var (
+		succ          *registry.Session
+		successorDone <-chan struct{}
+	)
 wait:
 	for {
 		select {
@@ -403,17 +408,23 @@ wait:
 		case <-ctx.Done():
 			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
 			break wait
-		case succ := <-s.HandedOver:
+		case succ = <-s.HandedOver:
 			successorDone = succ.Conn.Context().Done()
-			if v, reason, err := l.ask(ctx, s, wire.HandedOverHeader); err != nil || v != wire.VerdictOK {
+			v, reason, err := l.ask(ctx, s, wire.HandedOverHeader)
+			switch {
+			case ctx.Err() != nil:
+				// Shutting down: the case above closes it.
+			case err != nil:
 				// Not told, it would keep the connection for ever.
-				why := fmt.Sprintf("hand-over notice: %s: %s", v, reason)
-				if err != nil {
-					why = "hand-over notice: " + err.Error()
-				}
-				_ = conn.CloseWithError(wire.CodeReplaced, why)
+				_ = conn.CloseWithError(wire.CodeReplaced, "hand-over notice: "+err.Error())
+			case v != wire.VerdictOK:
+				_ = conn.CloseWithError(wire.CodeReplaced, fmt.Sprintf("hand-over notice: %s: %s", v, reason))
 			}
 		case <-successorDone:
+			if next := succ.Successor.Load(); next != nil {
+				succ, successorDone = next, next.Conn.Context().Done()
+				continue
+			}
 			_ = conn.CloseWithError(wire.CodeReplaced, "the connection it was handed over to has ended")
 		}
 	}

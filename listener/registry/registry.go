@@ -39,6 +39,8 @@ type Session struct {
 	// (HandOver): made by whoever serves the connection, with room for
 	// one, as a session is handed over at most once. nil: never told.
 	HandedOver chan *Session
+	// Successor is the session it was handed over to, nil until then.
+	Successor atomic.Pointer[Session]
 }
 
 // Registry maps UIDs to sessions.
@@ -97,6 +99,7 @@ func (r *Registry) HandOver(old, s *Session) bool {
 		return false
 	}
 	old.Draining.Store(true)
+	old.Successor.Store(s)
 	// Replace succeeds once per old session, so the room for one suffices.
 	select {
 	case old.HandedOver <- s:

@@ -193,12 +193,12 @@ func (c *Connector) startLink(ctx context.Context, lk *link, wg *sync.WaitGroup)
 	})
 }
 
-func alive(lk *link) bool {
+func (lk *link) ended() bool {
 	select {
 	case <-lk.done:
-		return false
-	default:
 		return true
+	default:
+		return false
 	}
 }
 
@@ -345,6 +345,22 @@ func (c *Connector) keep(ctx context.Context, lk *link, certs *tlsutil.Reloader,
 			retry.Stop()
 		}
 	}()
+	// failed keeps lk after a hand-over to cert failed with err.
+	failed := func(cert *tls.Certificate, err error, dialing bool) {
+		lk.successor.Store(nil)
+		c.stats.handOver(handOverFailed)
+		fields := []zap.Field{logging.Reason(describe(err, dialing)), zap.String("new_serial", leafSerial(cert))}
+		if isRefusal(err) {
+			refused = wire.CertFingerprint(cert.Certificate[0])
+			c.log.Warn("hand-over refused, staying on the old connection until it ends: the next one presents the new certificate",
+				fields...)
+			return
+		}
+		delay := bo.Next()
+		c.log.Warn("hand-over failed, staying on the old connection", append(fields, zap.Duration("retry_in", delay))...)
+		retry = time.NewTimer(delay)
+		retryC = retry.C
+	}
 	for {
 		if next == nil && retryC == nil {
 			if cert := certs.Certificate(); cert != lk.cert {
@@ -354,12 +370,7 @@ func (c *Connector) keep(ctx context.Context, lk *link, certs *tlsutil.Reloader,
 						if ctx.Err() != nil {
 							return ctx.Err()
 						}
-						c.stats.handOver(handOverFailed)
-						delay := bo.Next()
-						c.log.Warn("hand-over failed, staying on the old connection", logging.Reason(describe(err, true)),
-							zap.Duration("retry_in", delay))
-						retry = time.NewTimer(delay)
-						retryC = retry.C
+						failed(cert, err, true)
 					}
 				}
 			}
@@ -380,7 +391,7 @@ func (c *Connector) keep(ctx context.Context, lk *link, certs *tlsutil.Reloader,
 			lk, next = next, nil
 			bo.Reset()
 		case <-lk.done:
-			if next == nil || !alive(next) {
+			if next == nil || next.ended() {
 				return lk.err
 			}
 			// The old connection ended before the listener's notice
@@ -390,19 +401,7 @@ func (c *Connector) keep(ctx context.Context, lk *link, certs *tlsutil.Reloader,
 			lk, next = next, nil
 		case <-nextDone:
 			// The listener did not take the new connection.
-			lk.successor.Store(nil)
-			c.stats.handOver(handOverFailed)
-			fields := []zap.Field{logging.Reason(describe(next.err, false)), zap.String("new_serial", leafSerial(next.cert))}
-			if isRefusal(next.err) {
-				refused = next.fp
-				c.log.Warn("hand-over refused, staying on the old connection until it ends: the next one presents the new certificate",
-					fields...)
-			} else {
-				delay := bo.Next()
-				c.log.Warn("hand-over failed, staying on the old connection", append(fields, zap.Duration("retry_in", delay))...)
-				retry = time.NewTimer(delay)
-				retryC = retry.C
-			}
+			failed(next.cert, next.err, false)
 			next = nil
 		}
 	}
@@ -419,7 +418,6 @@ func (c *Connector) handOver(ctx context.Context, lk *link, cert *tls.Certificat
 	c.log.Debug("handing over to a new connection", zap.String("old_serial", leafSerial(lk.cert)), zap.String("new_serial", leafSerial(cert)))
 	next, err := c.dialLink(ctx, cert)
 	if err != nil {
-		lk.successor.Store(nil)
 		return nil, err
 	}
 	c.startLink(ctx, next, wg)

@@ -34,7 +34,7 @@ const (
 // vanished without a word would otherwise block its own comeback until the
 // idle timeout — or whose connector said it is going away, or, in a
 // hand-over, by the one certificate the bound connection named as its
-// successor's (see handOver). Against a live one s is refused, as one live
+// successor's (see isSuccessor). Against a live one s is refused, as one live
 // connection per UID requires. It reports whether s is bound; a refused s
 // has been closed.
 func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *zap.Logger) bool {

@@ -131,6 +131,12 @@ type Config struct {
 	// DrainTimeout is how long shutdown lets tunnels finish; 0 ends them
 	// at once.
 	DrainTimeout Duration `json:"drain_timeout" envconfig:"SWC_DRAIN_TIMEOUT" desc:"on shutdown, how long running tunnels may finish (0s: at once)"`
+	// HandoverTimeout bounds the old connection after a hand-over (a new
+	// certificate moved the connector to a new connection): its tunnels
+	// may run on for this long, then it is closed. Long, because the
+	// tunnels that outlive a short bound are the long-lived ones (a shell,
+	// a database session) that a renewal should not cut.
+	HandoverTimeout Duration `json:"handover_timeout" envconfig:"SWC_HANDOVER_TIMEOUT" desc:"after a new certificate moved the connector to a new connection, how long tunnels on the old one may finish (0s: at once)"`
 
 	// Allow is the target policy (package policy); unset allows every target.
 	Allow AllowList `json:"allow" envconfig:"SWC_ALLOW" desc:"targets this connector may dial, e.g. 10.0.0.0/24:22,db.internal:5432; none: nothing; unset: any"`
@@ -169,6 +175,8 @@ func Defaults() Config {
 		RenewAt:       2.0 / 3,
 		LogLevel:      "info",
 		LogFormat:     "console",
+
+		HandoverTimeout: Duration(24 * time.Hour),
 	}
 }
 
@@ -284,6 +292,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		add("drain_timeout (SWC_DRAIN_TIMEOUT) must not be negative")
+	}
+	if c.HandoverTimeout < 0 {
+		add("handover_timeout (SWC_HANDOVER_TIMEOUT) must not be negative")
 	}
 	if _, err := c.Allow.Policy(); err != nil {
 		var entries interface{ Unwrap() []error }

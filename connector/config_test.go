@@ -55,6 +55,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	t.Setenv("SWC_IDLE_TIMEOUT", "90s")
 	t.Setenv("SWC_RETRY_MAX", "1m")
 	t.Setenv("SWC_DRAIN_TIMEOUT", "0s")
+	t.Setenv("SWC_HANDOVER_TIMEOUT", "1h")
 	t.Setenv("SWC_METRICS_ADDR", "127.0.0.1:9091")
 
 	c, err := LoadConfig()
@@ -69,6 +70,7 @@ func TestLoadConfigFileThenEnv(t *testing.T) {
 	want.IdleTimeout = Duration(90 * time.Second)
 	want.RetryMax = Duration(time.Minute)
 	want.DrainTimeout = 0 // set, not defaulted: tunnels are cut at once
+	want.HandoverTimeout = Duration(time.Hour)
 	want.MetricsAddr = "127.0.0.1:9091"
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
@@ -167,7 +169,7 @@ func TestLoadConfigValidates(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Config{ServicePort: 70000, KeepAlive: Duration(time.Minute), IdleTimeout: Duration(time.Minute),
 		DialTimeout: -1, RetryMin: Duration(time.Minute), RetryMax: Duration(time.Second), DrainTimeout: -1,
-		MetricsAddr: "9091", PprofAddr: "192.0.2.1:6060"}
+		HandoverTimeout: -1, MetricsAddr: "9091", PprofAddr: "192.0.2.1:6060"}
 	testutil.WantErr(t, c.Validate(),
 		`metrics_addr (SWC_METRICS_ADDR) "9091" is not host:port`,
 		`pprof_addr (SWC_PPROF_ADDR) "192.0.2.1:6060" is not a loopback address`,
@@ -182,6 +184,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"retry_min 1m0s is larger than retry_max 1s",
 		"renew_at (SWC_RENEW_AT) 0 must be a fraction",
 		"drain_timeout (SWC_DRAIN_TIMEOUT) must not be negative",
+		"handover_timeout (SWC_HANDOVER_TIMEOUT) must not be negative",
 	)
 	c = Defaults()
 	c.ClientCertPath, c.ClientKeyPath, c.CACertPath, c.ServerName = "a", "b", "c", "d"

@@ -8,6 +8,7 @@ package connector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -122,6 +123,12 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 // caller closes the returned transport when done with the connection; that
 // ends every goroutine quic-go started for it.
 func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, error) {
+	return c.dialListener(ctx, nil)
+}
+
+// dialListener is Dial presenting cert; nil: whatever the files hold at
+// the handshake.
+func (c *Connector) dialListener(ctx context.Context, cert *tls.Certificate) (*quic.Conn, *quic.Transport, error) {
 	raddr, err := net.ResolveUDPAddr("udp", c.addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
@@ -132,7 +139,11 @@ func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, erro
 	}
 	tr := &quic.Transport{Conn: udp}
 	// A config per attempt: a rotated CA file applies from the next dial.
-	conn, err := tr.Dial(ctx, raddr, c.certs.Load().ClientConfig(c.cfg.ServerName), c.quicConf)
+	tlsConf := c.certs.Load().ClientConfig(c.cfg.ServerName)
+	if cert != nil {
+		tlsConf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	conn, err := tr.Dial(ctx, raddr, tlsConf, c.quicConf)
 	if err != nil {
 		closeTransport(tr)
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
@@ -140,13 +151,69 @@ func (c *Connector) Dial(ctx context.Context) (*quic.Conn, *quic.Transport, erro
 	return conn, tr, nil
 }
 
+// link is one QUIC connection to the listener, served by a goroutine of its
+// own (startLink). There is one, except during a hand-over (keep): then the
+// old one finishes its tunnels while the new one takes the new ones.
+type link struct {
+	conn *quic.Conn
+	tr   *quic.Transport
+	cert *tls.Certificate // the one it presented
+	fp   string           // wire.CertFingerprint of it
+
+	// successor is set while a hand-over from this link is under way: the
+	// fingerprint of the new connection's certificate, which probes on this
+	// link are answered with (wire.VerdictHandingOver).
+	successor  atomic.Pointer[string]
+	handedOver chan struct{} // closed when the listener's hand-over notice arrives
+	notice     sync.Once
+
+	done chan struct{} // closed once it has ended and its transport is closed
+	err  error         // why it ended; read after done
+}
+
+// dialLink connects presenting cert, and keeps which certificate that was:
+// the files may change between now and the handshake, and a hand-over must
+// know what the listener saw.
+func (c *Connector) dialLink(ctx context.Context, cert *tls.Certificate) (*link, error) {
+	conn, tr, err := c.dialListener(ctx, cert)
+	if err != nil {
+		return nil, err
+	}
+	return &link{conn: conn, tr: tr, cert: cert, fp: wire.CertFingerprint(cert.Certificate[0]),
+		handedOver: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// startLink serves lk until it ends, in a goroutine that wg owns.
+func (c *Connector) startLink(ctx context.Context, lk *link, wg *sync.WaitGroup) {
+	c.stats.connections.Add(1)
+	wg.Go(func() {
+		defer close(lk.done)
+		lk.err = c.serve(ctx, lk)
+		closeTransport(lk.tr)
+		c.stats.connections.Add(-1)
+	})
+}
+
+func (lk *link) ended() bool {
+	select {
+	case <-lk.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func leafSerial(cert *tls.Certificate) string { return cert.Leaf.SerialNumber.Text(16) }
+
 func closeTransport(tr *quic.Transport) {
 	_ = tr.Close()
 	_ = tr.Conn.Close()
 }
 
 // ReloadCertificates re-reads the certificate, key and CA files (SIGHUP).
-// The next handshake uses the new material; the live connection stays up.
+// The next handshake uses the new material; a new certificate also moves
+// the connector to a new connection, its tunnels finishing on the old one
+// (a hand-over: see keep).
 func (c *Connector) ReloadCertificates() error {
 	if certs := c.certs.Load(); certs != nil {
 		return certs.Reload()
@@ -196,14 +263,16 @@ func (c *Connector) Run(ctx context.Context) error {
 	if c.cfg.RenewSecret != "" {
 		wg.Go(func() { c.renewLoop(ctx, certs) })
 	}
+	// keep hands over when the certificate changes.
+	changed := certs.Subscribe()
 	bo := &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
 	healthy := time.Duration(c.cfg.RetryMax)
 	for attempt := 1; ; attempt++ {
-		conn, tr, err := c.Dial(ctx)
+		lk, err := c.dialLink(ctx, certs.Certificate())
 		if ctx.Err() != nil {
-			if conn != nil {
-				_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
-				closeTransport(tr)
+			if lk != nil {
+				_ = lk.conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+				closeTransport(lk.tr)
 			}
 			return nil
 		}
@@ -214,9 +283,8 @@ func (c *Connector) Run(ctx context.Context) error {
 			attempt = 0
 			since := time.Now()
 			c.stats.connected.Store(true)
-			reason = c.serve(ctx, conn)
+			reason = c.keep(ctx, lk, certs, changed, &wg)
 			c.stats.connected.Store(false)
-			closeTransport(tr)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -254,13 +322,129 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 }
 
-// serve accepts the listener's streams until the connection ends, and
+// keep serves lk, and each connection that takes its place in a hand-over,
+// until the current one ends, and returns why. Whenever the certificate
+// files hold another certificate than the current connection presented (a
+// renewal, or new files picked up by a reload), it hands over: a new
+// connection with the new certificate takes the new tunnels, while the old
+// one finishes its own and closes (serve). The old one's end is not a loss:
+// nothing reconnects. If the listener does not take the new connection,
+// the old one stays; a refusal is not tried again for that certificate
+// (a listener older than hand-overs refuses every one), anything else is,
+// with backoff.
+func (c *Connector) keep(ctx context.Context, lk *link, certs *tlsutil.Reloader, changed <-chan struct{}, wg *sync.WaitGroup) error {
+	c.startLink(ctx, lk, wg)
+	var (
+		next    *link // the new connection of a hand-over under way
+		retry   *time.Timer
+		retryC  <-chan time.Time
+		refused string // the fingerprint of a certificate the listener refused a hand-over to
+		bo      = &backoff.Backoff{Min: time.Duration(c.cfg.RetryMin), Max: time.Duration(c.cfg.RetryMax)}
+	)
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	// failed keeps lk after a hand-over to cert failed with err.
+	failed := func(cert *tls.Certificate, err error, dialing bool) {
+		lk.successor.Store(nil)
+		c.stats.handOver(handOverFailed)
+		fields := []zap.Field{logging.Reason(describe(err, dialing)), zap.String("new_serial", leafSerial(cert))}
+		if isRefusal(err) {
+			refused = wire.CertFingerprint(cert.Certificate[0])
+			c.log.Warn("hand-over refused, staying on the old connection until it ends: the next one presents the new certificate",
+				fields...)
+			return
+		}
+		delay := bo.Next()
+		c.log.Warn("hand-over failed, staying on the old connection", append(fields, zap.Duration("retry_in", delay))...)
+		retry = time.NewTimer(delay)
+		retryC = retry.C
+	}
+	for {
+		if next == nil && retryC == nil {
+			if cert := certs.Certificate(); cert != lk.cert {
+				if fp := wire.CertFingerprint(cert.Certificate[0]); fp != lk.fp && fp != refused {
+					var err error
+					if next, err = c.handOver(ctx, lk, cert, wg); err != nil {
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						failed(cert, err, true)
+					}
+				}
+			}
+		}
+		var nextDone, handedOver <-chan struct{}
+		if next != nil {
+			nextDone, handedOver = next.done, lk.handedOver
+		}
+		select {
+		case <-ctx.Done():
+			// Every link drains by itself; Run waits for them.
+			return ctx.Err()
+		case <-changed:
+		case <-retryC:
+			retryC = nil
+		case <-handedOver:
+			c.handedOver(lk, next)
+			lk, next = next, nil
+			bo.Reset()
+		case <-lk.done:
+			if next == nil || next.ended() {
+				return lk.err
+			}
+			// The old connection ended before the listener's notice
+			// came: the new one is all there is, and the listener binds
+			// it once it finds the old one gone.
+			c.handedOver(lk, next)
+			lk, next = next, nil
+		case <-nextDone:
+			// The listener did not take the new connection.
+			failed(next.cert, next.err, false)
+			next = nil
+		}
+	}
+}
+
+// handOver starts moving from lk to a new connection presenting cert. From
+// now on probes on lk name cert's fingerprint, so that the listener lets
+// the new connection, and only it, take lk's place; the new connection is
+// served at once, since the listener sends it streams as soon as it is
+// bound. It returns the new connection, not yet accepted.
+func (c *Connector) handOver(ctx context.Context, lk *link, cert *tls.Certificate, wg *sync.WaitGroup) (*link, error) {
+	fp := wire.CertFingerprint(cert.Certificate[0])
+	lk.successor.Store(&fp)
+	c.log.Debug("handing over to a new connection", zap.String("old_serial", leafSerial(lk.cert)), zap.String("new_serial", leafSerial(cert)))
+	next, err := c.dialLink(ctx, cert)
+	if err != nil {
+		return nil, err
+	}
+	c.startLink(ctx, next, wg)
+	return next, nil
+}
+
+// handedOver logs and counts a hand-over from old to next.
+func (c *Connector) handedOver(old, next *link) {
+	c.stats.handOver(handOverOK)
+	c.log.Info("handed over to a new connection", logging.UID(next.cert.Leaf.Subject.CommonName),
+		zap.String("old_serial", leafSerial(old.cert)), zap.String("new_serial", leafSerial(next.cert)),
+		logging.Remote(next.conn.RemoteAddr().String()))
+}
+
+// serve accepts the listener's streams on lk until the connection ends, and
 // returns why it ended. When ctx ends first it drains: new streams are
 // refused with "going away", the tunnels that run get SWC_DRAIN_TIMEOUT to
-// finish, then the connection is closed with "going away". It returns only
+// finish, then the connection is closed with "going away". After a
+// hand-over it drains the same way, but for SWC_HANDOVER_TIMEOUT and still
+// serving what comes (a stream the listener opened just before it
+// switched), then closes the connection without an error. It returns only
 // after every stream handler has.
-func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
-	c.log.Info("connected", zap.String("server", c.addr), logging.Remote(conn.RemoteAddr().String()))
+func (c *Connector) serve(ctx context.Context, lk *link) error {
+	conn := lk.conn
+	c.log.Info("connected", zap.String("server", c.addr), logging.Remote(conn.RemoteAddr().String()),
+		zap.String("serial", leafSerial(lk.cert)))
 	var (
 		wg       sync.WaitGroup     // every stream handler
 		tunnels  = newTunnelCount() // the handlers a drain waits for
@@ -283,22 +467,35 @@ func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
 			tunnels.start()
 			wg.Go(func() {
 				defer tunnels.end()
-				c.handleStream(conn.Context(), st)
+				c.handleStream(conn.Context(), lk, st)
 			})
 		}
 	}()
+	shutdown := func() bool {
+		draining.Store(true)
+		return c.drain(tunnels, time.Duration(c.cfg.DrainTimeout), nil, "connector shutting down")
+	}
 	var err error
 	select {
 	case err = <-accepted:
 	case <-ctx.Done():
-		draining.Store(true)
-		if c.drain(tunnels) {
+		if shutdown() {
 			linger(conn)
 		}
 		// Close before Run closes the transport, which would drop the
 		// connection without a CONNECTION_CLOSE and leave the listener
 		// holding the UID until its idle timeout.
 		_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+		err = <-accepted
+	case <-lk.handedOver:
+		drained := c.drain(tunnels, time.Duration(c.cfg.HandoverTimeout), ctx.Done(), "handed over to a new connection")
+		if !drained && ctx.Err() != nil {
+			drained = shutdown() // from here on, the shutdown's bound
+		}
+		if drained {
+			linger(conn)
+		}
+		_ = conn.CloseWithError(wire.CodeNoError, "handed over to a new connection")
 		err = <-accepted
 	}
 	wg.Wait()
@@ -308,16 +505,21 @@ func (c *Connector) serve(ctx context.Context, conn *quic.Conn) error {
 	return err
 }
 
-// drain waits until the running tunnels end or SWC_DRAIN_TIMEOUT passes,
-// and reports whether they all ended.
-func (c *Connector) drain(tunnels *tunnelCount) bool {
-	timeout := time.Duration(c.cfg.DrainTimeout)
-	c.log.Info("draining", zap.Int64("tunnels", tunnels.n.Load()), zap.Duration("timeout", timeout))
-	if tunnels.wait(timeout) {
-		c.log.Info("drained")
+// drain waits until the running tunnels end, timeout passes or stop is
+// closed (nil: never), and reports whether they all ended. why, in its log
+// lines, says what it drains for.
+func (c *Connector) drain(tunnels *tunnelCount, timeout time.Duration, stop <-chan struct{}, why string) bool {
+	c.log.Info("draining", zap.Int64("tunnels", tunnels.n.Load()), zap.Duration("timeout", timeout), logging.Reason(why))
+	if tunnels.wait(timeout, stop) {
+		c.log.Info("drained", logging.Reason(why))
 		return true
 	}
-	c.log.Warn("drain timeout, closing tunnels", zap.Int64("tunnels", tunnels.n.Load()))
+	select {
+	case <-stop:
+		return false // the caller goes on
+	default:
+	}
+	c.log.Warn("drain timeout, closing tunnels", zap.Int64("tunnels", tunnels.n.Load()), logging.Reason(why))
 	return false
 }
 
@@ -365,8 +567,9 @@ func (t *tunnelCount) end() {
 	}
 }
 
-// wait reports whether the count reached zero within timeout.
-func (t *tunnelCount) wait(timeout time.Duration) bool {
+// wait reports whether the count reached zero within timeout, and before
+// stop was closed (nil: never).
+func (t *tunnelCount) wait(timeout time.Duration, stop <-chan struct{}) bool {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for t.n.Load() > 0 {
@@ -374,19 +577,21 @@ func (t *tunnelCount) wait(timeout time.Duration) bool {
 		case <-t.changed:
 		case <-timer.C:
 			return t.n.Load() == 0
+		case <-stop:
+			return t.n.Load() == 0
 		}
 	}
 	return true
 }
 
 // handleStream reads the header, dials the target, sends the verdict, relays.
-func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
+func (c *Connector) handleStream(ctx context.Context, lk *link, st *quic.Stream) {
 	start := time.Now()
 	// Fields rather than a child logger: zap's With encodes them into a
 	// buffer of its own, which an idle tunnel would hold for its lifetime.
 	id := make([]zap.Field, 0, 8)
 	id = append(id, logging.Stream(int64(st.StreamID())))
-	tc := relay.OnFreshStack(func() *net.TCPConn { return c.openTarget(ctx, st, start, &id) })
+	tc := relay.OnFreshStack(func() *net.TCPConn { return c.openTarget(ctx, lk, st, start, &id) })
 	if tc == nil {
 		return
 	}
@@ -399,9 +604,9 @@ func (c *Connector) handleStream(ctx context.Context, st *quic.Stream) {
 }
 
 // openTarget reads the stream's header and dials its target. It answers and
-// ends the stream itself and returns nil when it refuses it; a probe is
-// answered the same way.
-func (c *Connector) openTarget(ctx context.Context, st *quic.Stream, start time.Time, idp *[]zap.Field) *net.TCPConn {
+// ends the stream itself and returns nil when it refuses it; a probe and a
+// hand-over notice are answered the same way.
+func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, start time.Time, idp *[]zap.Field) *net.TCPConn {
 	id := *idp
 	defer func() { *idp = id }()
 	// A listener that opens a stream and sends nothing must not pin this
@@ -419,9 +624,27 @@ func (c *Connector) openTarget(ctx context.Context, st *quic.Stream, start time.
 		// The listener asks whether this connection is still alive
 		// (another connection with this UID arrived): yes, and nothing
 		// to dial. refuse answers and ends the stream the same way for
-		// any verdict.
+		// any verdict. During a hand-over the answer names the one
+		// certificate that may take this connection's place.
+		v, reason := wire.VerdictOK, ""
+		if fp := lk.successor.Load(); fp != nil {
+			v, reason = wire.VerdictHandingOver, *fp
+		}
+		c.refuse(st, v, reason)
+		c.log.Debug("probe answered", append(id, zap.Stringer("verdict", v))...)
+		return nil
+	}
+	if hdr.HandedOver {
+		// The new connection took this one's place. Honoured only when
+		// this connector announced it: nobody else may make it drain.
+		if lk.successor.Load() == nil {
+			reason := "hand-over notice, but no hand-over was announced"
+			c.refuse(st, wire.VerdictBadHeader, reason)
+			c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
+			return nil
+		}
 		c.refuse(st, wire.VerdictOK, "")
-		c.log.Debug("probe answered", id...)
+		lk.notice.Do(func() { close(lk.handedOver) })
 		return nil
 	}
 	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))

@@ -27,6 +27,14 @@ const (
 	reconnectLost          = "lost"           // any other end of a connection
 )
 
+// Hand-over results: the label set of socketwarp_connector_handovers_total.
+const (
+	handOverOK     = "ok"     // a new connection took the old one's place
+	handOverFailed = "failed" // the old connection stays
+)
+
+var handOverResults = [...]string{handOverOK, handOverFailed}
+
 var reconnectReasons = [...]string{reconnectGoingAway, reconnectRefused, reconnectTLS, reconnectConnectFailed,
 	reconnectIdleTimeout, reconnectLost}
 
@@ -75,6 +83,11 @@ var (
 		"Streams the listener opened for a client, by outcome: ok (tunnelled), or why they were refused.", []string{"outcome"}, nil)
 	descDialFailures = prometheus.NewDesc(metricName("dial_failures_total"),
 		"Targets that could not be dialled, by target (host:port as the listener named it).", []string{"target"}, nil)
+	descConnections = prometheus.NewDesc(metricName("connections"),
+		"QUIC connections to the listener open now: 2 while an old one finishes its tunnels after a hand-over.", nil, nil)
+	descHandOvers = prometheus.NewDesc(metricName("handovers_total"),
+		"Moves to a new connection after the certificate changed, by result: ok, or failed (the old connection stays).",
+		[]string{"result"}, nil)
 )
 
 // stats are the live counters behind the connector's metrics; the hot path
@@ -86,24 +99,27 @@ type stats struct {
 	bytesDown  atomic.Int64
 	reconnects [len(reconnectReasons)]atomic.Int64
 	outcomes   [len(streamOutcomes)]atomic.Int64 // of streams, the log keeps a sample
+	// connections is the QUIC connections being served; handOvers counts
+	// hand-overs by result (handOverResults order).
+	connections atomic.Int64
+	handOvers   [len(handOverResults)]atomic.Int64
 
 	mu         sync.Mutex       // guards dialFailed
 	dialFailed map[string]int64 // by target, at most maxDialTargets+1 keys
 }
 
-func (s *stats) reconnect(reason string) {
-	for i, r := range reconnectReasons {
-		if r == reason {
-			s.reconnects[i].Add(1)
-			return
-		}
-	}
-}
+func (s *stats) reconnect(reason string) { count(s.reconnects[:], reconnectReasons[:], reason) }
 
-func (s *stats) stream(outcome string) {
-	for i, o := range streamOutcomes {
-		if o == outcome {
-			s.outcomes[i].Add(1)
+func (s *stats) stream(outcome string) { count(s.outcomes[:], streamOutcomes[:], outcome) }
+
+func (s *stats) handOver(result string) { count(s.handOvers[:], handOverResults[:], result) }
+
+// count adds one to the counter of label, the counters being in the order
+// of labels; an unknown label counts nowhere.
+func count(counters []atomic.Int64, labels []string, label string) {
+	for i, l := range labels {
+		if l == label {
+			counters[i].Add(1)
 			return
 		}
 	}
@@ -122,7 +138,8 @@ func (s *stats) dialFailure(target string) {
 }
 
 func (s *stats) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descReconnects, descStreams, descStreamOutcomes, descBytes, descDialFailures} {
+	for _, d := range []*prometheus.Desc{descConnected, descReconnects, descStreams, descStreamOutcomes, descBytes, descDialFailures,
+		descConnections, descHandOvers} {
 		ch <- d
 	}
 }
@@ -142,6 +159,10 @@ func (s *stats) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.bytesUp.Load()), "up")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.bytesDown.Load()), "down")
+	ch <- prometheus.MustNewConstMetric(descConnections, prometheus.GaugeValue, float64(s.connections.Load()))
+	for i, r := range handOverResults {
+		ch <- prometheus.MustNewConstMetric(descHandOvers, prometheus.CounterValue, float64(s.handOvers[i].Load()), r)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for target, n := range s.dialFailed {

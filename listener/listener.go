@@ -68,6 +68,7 @@ type Listener struct {
 	streamOpen        prometheus.Histogram
 	outcomes          [numOutcomes]atomic.Int64 // clients of opened ports, by outcome
 	refusedConnectors refusalCounts             // by reason
+	handOvers         atomic.Int64              // connectors moved to a new connection
 	acceptErrors      [numAcceptKinds]atomic.Int64
 	rebinds           atomic.Int64 // dead port sockets bound anew
 
@@ -379,7 +380,8 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	log = log.With(logging.UID(uid))
-	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state}
+	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state,
+		HandedOver: make(chan *registry.Session, 1)}
 	if !l.bindSession(ctx, s, log) {
 		return
 	}
@@ -396,10 +398,44 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	}
 	leaf := s.TLS.PeerCertificates[0]
 	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
-	select {
-	case <-conn.Context().Done():
-	case <-ctx.Done():
-		_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+	// After a hand-over the connection is no longer re-verified: its
+	// certificate is typically revoked as superseded while its last
+	// tunnels still run. It lives on the authority of its successor
+	// instead, which is: it ends when the successor does (refused by a
+	// re-check or a CRL, or gone) — unless that one was handed over in
+	// turn, and passed the authority on. Its connector closes it once
+	// drained.
+	var (
+		succ          *registry.Session
+		successorDone <-chan struct{}
+	)
+wait:
+	for {
+		select {
+		case <-conn.Context().Done():
+			break wait
+		case <-ctx.Done():
+			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+			break wait
+		case succ = <-s.HandedOver:
+			successorDone = succ.Conn.Context().Done()
+			v, reason, err := l.ask(ctx, s, wire.HandedOverHeader)
+			switch {
+			case ctx.Err() != nil:
+				// Shutting down: the case above closes it.
+			case err != nil:
+				// Not told, it would keep the connection for ever.
+				_ = conn.CloseWithError(wire.CodeReplaced, "hand-over notice: "+err.Error())
+			case v != wire.VerdictOK:
+				_ = conn.CloseWithError(wire.CodeReplaced, fmt.Sprintf("hand-over notice: %s: %s", v, reason))
+			}
+		case <-successorDone:
+			if next := succ.Successor.Load(); next != nil {
+				succ, successorDone = next, next.Conn.Context().Done()
+				continue
+			}
+			_ = conn.CloseWithError(wire.CodeReplaced, "the connection it was handed over to has ended")
+		}
 	}
 	l.sessions.Unbind(s)
 	log.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),

@@ -88,6 +88,8 @@ var (
 		"API requests refused before they reached a handler, by reason: token, host, origin, content_type.", []string{"reason"}, nil)
 	descRTT = prometheus.NewDesc(metricName("connector_rtt_seconds"),
 		"Smoothed QUIC round-trip time to each connected connector.", []string{"uid"}, nil)
+	descHandOvers = prometheus.NewDesc(metricName("connector_handovers_total"),
+		"Connectors that moved to a new connection (new certificate) while their old one drained.", nil, nil)
 )
 
 // initMetrics makes the listener's registry. Most figures are read at
@@ -111,7 +113,7 @@ type collector struct{ l *Listener }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descPortsDown, descAcceptErrors, descRebinds,
-		descTunnels, descBytes, descOutcomes, descRefusals, descAPIRefusals, descRTT} {
+		descTunnels, descBytes, descOutcomes, descRefusals, descAPIRefusals, descRTT, descHandOvers} {
 		ch <- d
 	}
 }
@@ -160,7 +162,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for i, reason := range api.RefusalReasons {
 		ch <- prometheus.MustNewConstMetric(descAPIRefusals, prometheus.CounterValue, float64(l.refusedRequests[i].Load()), reason)
 	}
+	ch <- prometheus.MustNewConstMetric(descHandOvers, prometheus.CounterValue, float64(l.handOvers.Load()))
 }
+
+// HandOvers is how many connectors moved to a new connection (see
+// bindSession), for tests and embedding.
+func (l *Listener) HandOvers() int64 { return l.handOvers.Load() }
 
 // Metrics is the listener's registry, for embedding and tests.
 func (l *Listener) Metrics() *prometheus.Registry { return l.metrics }

@@ -23,17 +23,20 @@ const defaultProbeTimeout = 3 * time.Second
 type liveness int
 
 const (
-	gone      liveness = iota // no answer: the connector vanished
-	alive                     // it answered: the newcomer is the duplicate
-	goingAway                 // it answered that it is draining
+	gone        liveness = iota // no answer: the connector vanished
+	alive                       // it answered: the newcomer is the duplicate
+	goingAway                   // it answered that it is draining
+	handingOver                 // it answered that it moves to a new connection, and named its certificate
 )
 
 // bindSession makes s the session of its UID. A UID already bound is taken
 // over only from a connection that fails a liveness probe — a connector that
 // vanished without a word would otherwise block its own comeback until the
-// idle timeout — or whose connector said it is going away. Against a live
-// one s is refused, as one live connection per UID requires. It reports
-// whether s is bound; a refused s has been closed.
+// idle timeout — or whose connector said it is going away, or, in a
+// hand-over, by the one certificate the bound connection named as its
+// successor's (see isSuccessor). Against a live one s is refused, as one live
+// connection per UID requires. It reports whether s is bound; a refused s
+// has been closed.
 func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *zap.Logger) bool {
 	if _, ok := l.sessions.Bind(s); ok {
 		return true
@@ -51,16 +54,28 @@ func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *za
 		if ok {
 			return true
 		}
-		state, why := l.probe(ctx, bound)
+		state, why, successor := l.probe(ctx, bound)
 		if ctx.Err() != nil || s.Conn.Context().Err() != nil {
 			l.refuseWhileShuttingDown(ctx, s)
 			return false
 		}
+		if state == handingOver {
+			if !isSuccessor(bound, s, successor) {
+				// Someone else than the announced successor: a duplicate,
+				// be it with the bound certificate or any other.
+				l.refuseDuplicate(s, bound, log, why+", to another certificate")
+				return false
+			}
+			if !l.sessions.HandOver(bound, s) {
+				continue // see Replace below
+			}
+			l.handOvers.Add(1)
+			log.Info("connector handed over to a new connection", zap.String("old_remote", bound.Remote),
+				zap.String("old_serial", serial(bound)), zap.String("new_serial", serial(s)))
+			return true
+		}
 		if state == alive {
-			reason := fmt.Sprintf("uid %s is already connected from %s", s.UID, bound.Remote)
-			l.refusedConnectors.add(reasonDuplicateUID)
-			log.Warn("connector refused", logging.Reason(reason), zap.String("refusal", reasonDuplicateUID), zap.String("probe", why))
-			_ = s.Conn.CloseWithError(wire.CodeDuplicateUID, reason)
+			l.refuseDuplicate(s, bound, log, why)
 			return false
 		}
 		// Only if bound is still the session: otherwise the UID changed
@@ -81,6 +96,36 @@ func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *za
 	}
 }
 
+// isSuccessor reports whether s is the successor that bound's connector
+// announced, by the fingerprint of its certificate, in a hand-over.
+//
+// Why this and not "a newer certificate of the same UID wins": the consent
+// comes from the connection that holds the UID — authenticated, and alive,
+// since it answered — and it names exactly one certificate. Another
+// connector with a valid certificate for the UID (a copied key, a second
+// machine enrolled under the same UID, a leaked renewed certificate) can
+// therefore never push a live connector aside, however new its certificate;
+// it is refused as a duplicate, as before hand-overs existed. The successor
+// was verified like any newcomer (chain, clientAuth, CRL, SCEP verify)
+// before it got here.
+func isSuccessor(bound, s *registry.Session, fingerprint string) bool {
+	got := wire.CertFingerprint(s.TLS.PeerCertificates[0].Raw)
+	// A hand-over to the very certificate that is bound would let a copy
+	// of it in: never.
+	return got == fingerprint && got != wire.CertFingerprint(bound.TLS.PeerCertificates[0].Raw)
+}
+
+// serial is the serial number of s's certificate, as the logs show it.
+func serial(s *registry.Session) string { return s.TLS.PeerCertificates[0].SerialNumber.Text(16) }
+
+// refuseDuplicate closes s, a newcomer whose UID bound holds and keeps.
+func (l *Listener) refuseDuplicate(s, bound *registry.Session, log *zap.Logger, probe string) {
+	reason := fmt.Sprintf("uid %s is already connected from %s", s.UID, bound.Remote)
+	l.refusedConnectors.add(reasonDuplicateUID)
+	log.Warn("connector refused", logging.Reason(reason), zap.String("refusal", reasonDuplicateUID), zap.String("probe", probe))
+	_ = s.Conn.CloseWithError(wire.CodeDuplicateUID, reason)
+}
+
 // refuseWhileShuttingDown closes a newcomer that could not be judged: the
 // listener is stopping (or the newcomer already left, and closing is a no-op).
 func (l *Listener) refuseWhileShuttingDown(ctx context.Context, s *registry.Session) {
@@ -92,61 +137,73 @@ func (l *Listener) refuseWhileShuttingDown(ctx context.Context, s *registry.Sess
 // probe asks the connector of s whether it is still there: a stream with
 // the probe header, answered by any verdict within the probe timeout. An
 // older connector, which does not know the probe, answers "bad header" —
-// alive all the same. See shared/wire's package documentation.
-func (l *Listener) probe(ctx context.Context, s *registry.Session) (liveness, string) {
+// alive all the same. A connector handing over names the certificate of
+// its successor, returned as successor. See shared/wire's package
+// documentation.
+func (l *Listener) probe(ctx context.Context, s *registry.Session) (state liveness, why, successor string) {
 	if err := context.Cause(s.Conn.Context()); err != nil {
-		return gone, "connection already ended: " + closeReason(err)
+		return gone, "connection already ended: " + closeReason(err), ""
 	}
 	if s.Draining.Load() {
-		return goingAway, "the connector said it is going away"
+		return goingAway, "the connector said it is going away", ""
 	}
-	timeout := l.cfg.ProbeTimeout
-	if timeout == 0 {
-		timeout = defaultProbeTimeout
+	v, reason, err := l.ask(ctx, s, wire.ProbeHeader)
+	var se *quic.StreamError
+	switch {
+	case errors.As(err, &se) && se.Remote:
+		return alive, fmt.Sprintf("the connector reset the probe (%s)", wire.CodeString(uint64(se.ErrorCode))), ""
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return gone, fmt.Sprintf("no answer to a probe within %s", l.probeTimeout()), ""
+	case err != nil:
+		return gone, "probe: " + err.Error(), ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	failed := func(step string, err error) (liveness, string) {
-		var se *quic.StreamError
-		switch {
-		case errors.As(err, &se) && se.Remote:
-			return alive, fmt.Sprintf("the connector reset the probe (%s)", wire.CodeString(uint64(se.ErrorCode)))
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-			return gone, fmt.Sprintf("no answer to a probe within %s", timeout)
-		default:
-			return gone, fmt.Sprintf("probe: %s: %v", step, err)
-		}
+	switch v {
+	case wire.VerdictOK:
+		return alive, "answered the probe", ""
+	case wire.VerdictGoingAway:
+		s.Draining.Store(true)
+		return goingAway, "the connector answered the probe: going away", ""
+	case wire.VerdictHandingOver:
+		return handingOver, "the connector answered the probe: handing over to a new connection", reason
+	default:
+		return alive, fmt.Sprintf("answered the probe: %s: %s", v, reason), ""
 	}
+}
 
+func (l *Listener) probeTimeout() time.Duration {
+	if l.cfg.ProbeTimeout == 0 {
+		return defaultProbeTimeout
+	}
+	return l.cfg.ProbeTimeout
+}
+
+// ask sends a control stream — a probe or a hand-over notice — on the
+// connection of s and reads the connector's verdict, within the probe
+// timeout. The error says which step failed.
+func (l *Listener) ask(ctx context.Context, s *registry.Session, hdr wire.Header) (wire.Verdict, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.probeTimeout())
+	defer cancel()
 	st, err := s.Conn.OpenStreamSync(ctx)
 	if err != nil {
-		return failed("open stream", err)
+		return 0, "", fmt.Errorf("open stream: %w", err)
 	}
 	// Nothing but the verdict is read; whatever follows is refused.
 	defer st.CancelRead(wire.StreamCodeClosed)
 	deadline, _ := ctx.Deadline()
 	_ = st.SetDeadline(deadline)
-	hdr, _ := wire.ProbeHeader.Append(nil)
-	if _, err := st.Write(hdr); err != nil {
+	b, _ := hdr.Append(nil)
+	if _, err := st.Write(b); err != nil {
 		st.CancelWrite(wire.StreamCodeAborted)
-		return failed("write", err)
+		return 0, "", fmt.Errorf("write: %w", err)
 	}
 	// The end of this side right behind the header: an older connector
 	// drains the stream after its verdict and need not wait for it.
 	_ = st.Close()
 	v, reason, err := wire.ReadVerdict(st)
 	if err != nil {
-		return failed("read verdict", err)
+		return 0, "", fmt.Errorf("read verdict: %w", err)
 	}
-	switch v {
-	case wire.VerdictOK:
-		return alive, "answered the probe"
-	case wire.VerdictGoingAway:
-		s.Draining.Store(true)
-		return goingAway, "the connector answered the probe: going away"
-	default:
-		return alive, fmt.Sprintf("answered the probe: %s: %s", v, reason)
-	}
+	return v, reason, nil
 }
 
 // uidLocks serialises the liveness probes of each UID. The zero value is

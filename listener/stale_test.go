@@ -58,15 +58,29 @@ func (r *running) wait(t *testing.T) {
 	}
 }
 
-// fakeConnector plays a connector on conn: a probe gets probeVerdict, a
-// tunnel an ok and an echo of its bytes. It stops when conn ends.
+// fakeConnector plays a connector on conn: a probe gets probeVerdict (with
+// probeReason), a hand-over notice an ok, a tunnel an ok and an echo of its
+// bytes. It stops when conn ends.
 type fakeConnector struct {
-	conn    *quic.Conn
-	tunnels atomic.Int64 // tunnels served
+	conn                     *quic.Conn
+	probeVerdict             wire.Verdict
+	probeReason              atomic.Pointer[string] // the test may change it
+	tunnels, probes, notices atomic.Int64           // served
 }
 
 func playConnector(t *testing.T, conn *quic.Conn, probeVerdict wire.Verdict) *fakeConnector {
-	fc := &fakeConnector{conn: conn}
+	return play(t, conn, probeVerdict, "as told by the test")
+}
+
+// playHandingOver plays a connector that is moving to a new connection
+// presenting the certificate whose wire.CertFingerprint is successor.
+func playHandingOver(t *testing.T, conn *quic.Conn, successor string) *fakeConnector {
+	return play(t, conn, wire.VerdictHandingOver, successor)
+}
+
+func play(t *testing.T, conn *quic.Conn, probeVerdict wire.Verdict, probeReason string) *fakeConnector {
+	fc := &fakeConnector{conn: conn, probeVerdict: probeVerdict}
+	fc.probeReason.Store(&probeReason)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -74,7 +88,7 @@ func playConnector(t *testing.T, conn *quic.Conn, probeVerdict wire.Verdict) *fa
 			if err != nil {
 				return
 			}
-			wg.Go(func() { fc.serve(st, probeVerdict) })
+			wg.Go(func() { fc.serve(st) })
 		}
 	})
 	t.Cleanup(func() {
@@ -84,15 +98,22 @@ func playConnector(t *testing.T, conn *quic.Conn, probeVerdict wire.Verdict) *fa
 	return fc
 }
 
-func (fc *fakeConnector) serve(st *quic.Stream, probeVerdict wire.Verdict) {
+func (fc *fakeConnector) serve(st *quic.Stream) {
 	defer st.CancelRead(wire.StreamCodeAborted)
 	hdr, err := wire.ReadHeader(st)
 	if err != nil {
 		st.CancelWrite(wire.StreamCodeRefused)
 		return
 	}
-	if hdr.Probe {
-		st.Write(wire.AppendVerdict(nil, probeVerdict, "as told by the test"))
+	if hdr.Probe || hdr.HandedOver {
+		v, reason := fc.probeVerdict, *fc.probeReason.Load()
+		if hdr.Probe {
+			fc.probes.Add(1)
+		} else {
+			v, reason = wire.VerdictOK, ""
+			fc.notices.Add(1)
+		}
+		st.Write(wire.AppendVerdict(nil, v, reason))
 		st.Close()
 		io.Copy(io.Discard, st)
 		return

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,19 +31,36 @@ type scepCA struct {
 	*devca.CA
 	url string // base URL; SCEP is at url+"/scep"
 	env *env
+
+	// hold, while set, answers SCEP's PKIOperation with 503: a renewal
+	// fails (and is retried) until the test lets it through.
+	hold atomic.Bool
+	// verifies counts the requests to /api/cert/verify.
+	verifies atomic.Int64
 }
 
-func newSCEPCA(t *testing.T, clientValidity time.Duration) *scepCA {
+func newSCEPCA(t *testing.T, clientValidity time.Duration, opts ...devca.Option) *scepCA {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := devca.Init(filepath.Join(dir, "devca.json"), devca.InitOptions{
 		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, CertValidity: clientValidity,
 		CAKeyBits: 2048,
-	}, devca.WithLogger(zap.NewNop()))
+	}, append([]devca.Option{devca.WithLogger(zap.NewNop())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(ca.Handler())
+	s := &scepCA{CA: ca}
+	h := ca.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/cert/verify" {
+			s.verifies.Add(1)
+		}
+		if s.hold.Load() && r.URL.Query().Get("operation") == "PKIOperation" {
+			http.Error(w, "held by the test", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { srv.Close(); ca.Close() })
 	certPEM, keyPEM := ca.ServerCertPEM()
 	e := &env{t: t, serverCert: filepath.Join(dir, "server.crt"), serverKey: filepath.Join(dir, "server.key"),
@@ -51,7 +70,8 @@ func newSCEPCA(t *testing.T, clientValidity time.Duration) *scepCA {
 			t.Fatal(err)
 		}
 	}
-	return &scepCA{CA: ca, url: srv.URL, env: e}
+	s.url, s.env = srv.URL, e
+	return s
 }
 
 // register adds uid and returns a one-time enrollment secret for it.

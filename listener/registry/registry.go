@@ -3,7 +3,8 @@
 // The rule is one live connection per UID. Unbind and Replace compare the
 // session, not just the UID, so the cleanup of an old connection can never
 // unbind the connection that replaced it, and of two newcomers that found
-// the same stale session only one can take its place.
+// the same stale session only one can take its place. HandOver is Replace
+// for a connector that moves to a new connection of its own accord.
 package registry
 
 import (
@@ -32,7 +33,14 @@ type Session struct {
 	BytesDown atomic.Int64 // target → client
 	// Draining is set once the connector said it is going away: it takes
 	// no new tunnel, and a newcomer of the same UID may take its place.
+	// A session that was handed over is draining too.
 	Draining atomic.Bool
+	// HandedOver receives the successor when the session is handed over
+	// (HandOver): made by whoever serves the connection, with room for
+	// one, as a session is handed over at most once. nil: never told.
+	HandedOver chan *Session
+	// Successor is the session it was handed over to, nil until then.
+	Successor atomic.Pointer[Session]
 }
 
 // Registry maps UIDs to sessions.
@@ -79,6 +87,24 @@ func (r *Registry) Replace(old, s *Session) bool {
 		return false
 	}
 	r.sessions[s.UID] = s
+	return true
+}
+
+// HandOver makes s the session of its UID in place of old, as Replace does,
+// for a connector that moved to s of its own accord: old stays open for the
+// tunnels it carries but takes no new one (Draining), and learns s on its
+// HandedOver channel. It reports whether it did.
+func (r *Registry) HandOver(old, s *Session) bool {
+	if !r.Replace(old, s) {
+		return false
+	}
+	old.Draining.Store(true)
+	old.Successor.Store(s)
+	// Replace succeeds once per old session, so the room for one suffices.
+	select {
+	case old.HandedOver <- s:
+	default: // nil channel: nobody to tell
+	}
 	return true
 }
 

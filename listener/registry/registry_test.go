@@ -129,3 +129,33 @@ func TestReplaceConcurrentNewcomers(t *testing.T) {
 		t.Fatalf("%d newcomers replaced the stale session; bound %p", len(winners), r.Get("swc-1"))
 	}
 }
+
+func TestHandOver(t *testing.T) {
+	r := New()
+	old := &Session{UID: "swc-1", HandedOver: make(chan *Session, 1)}
+	r.Bind(old)
+	next := &Session{UID: "swc-1"}
+	if !r.HandOver(old, next) {
+		t.Fatal("hand-over of the bound session failed")
+	}
+	if r.Get("swc-1") != next || !old.Draining.Load() {
+		t.Fatal("after the hand-over the successor is not bound, or the old session takes new tunnels")
+	}
+	select {
+	case got := <-old.HandedOver:
+		if got != next {
+			t.Fatal("the old session was told another successor")
+		}
+	default:
+		t.Fatal("the old session was not told its successor")
+	}
+	// Once only, and never from a session that is no longer bound.
+	if r.HandOver(old, &Session{UID: "swc-1"}) || r.Get("swc-1") != next {
+		t.Fatal("a session that was handed over was handed over again")
+	}
+	// A session nobody listens to is handed over all the same.
+	third := &Session{UID: "swc-1"}
+	if !r.HandOver(next, third) || r.Get("swc-1") != third {
+		t.Fatal("hand-over of a session without a HandedOver channel failed")
+	}
+}

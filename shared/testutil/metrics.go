@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -44,6 +45,20 @@ func Scrape(t testing.TB, url, token string) Metrics {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
 	return fams
+}
+
+// Gather reads g (a daemon's registry) as a scrape would, without HTTP.
+func Gather(t testing.TB, g prometheus.Gatherer) Metrics {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	m := Metrics{}
+	for _, f := range fams {
+		m[f.GetName()] = f
+	}
+	return m
 }
 
 // Value is the value of the counter, gauge or untyped sample of metric name

@@ -13,6 +13,11 @@
 //	v1 (2026-11): TLVs 0x06 PROXY protocol and 0x07 local address; additive,
 //	              so still version 1: an older connector skips both and
 //	              sends the target no PROXY header (see PROXY protocol)
+//	v1 (2026-12): verdict 0x05 handing over and TLV 0x08 hand-over notice
+//	              (see Hand-over); additive, so still version 1: a listener
+//	              older than them takes the verdict for an answer and
+//	              refuses the new connection as a duplicate, and the old
+//	              one simply stays
 //
 // # Connection
 //
@@ -62,6 +67,8 @@
 //	0x07 local address   optional; the listener's local address of the
 //	                     client's TCP connection (the address the client
 //	                     connected to) as text; same constraints as 0x03
+//	0x08 handed over     length 0; a hand-over notice: the connection was
+//	                     handed over to a new one, see Hand-over
 //
 // Any other non-zero type is unknown and its value is skipped, so new
 // optional fields can be added without a version bump. A known type that
@@ -82,6 +89,30 @@
 // A probe carries no other known field, target least of all: a connector
 // older than the probe skips the unknown TLV, finds no target and answers
 // [VerdictBadHeader] — an answer all the same — instead of dialling.
+//
+// # Hand-over
+//
+// When its certificate changes (renewal, or new files picked up by a
+// reload), a connector moves to a new connection that presents the new
+// certificate, while the tunnels of the old one run to their end. From
+// the moment it starts until the move is decided, it answers every probe
+// on the old connection with [VerdictHandingOver], whose reason is the
+// [CertFingerprint] of the new certificate. The listener lets a newcomer
+// take the old connection's place only if the newcomer presents exactly
+// that certificate (and it differs from the old one): the consent comes
+// from the authenticated connection that holds the UID, and it names its
+// successor. Any other newcomer is refused as a duplicate, as after any
+// answer.
+//
+// Once the newcomer is bound, the listener opens no new stream on the old
+// connection and sends it a hand-over notice: a stream with the header
+// [HandedOverHeader] (version, TLV 0x08 with length 0, terminator), ended
+// right behind it like a probe. The connector answers [VerdictOK] (or
+// [VerdictBadHeader] when it announced no hand-over), then closes the old
+// connection with [CodeNoError] once its tunnels have ended, within its own
+// bound. The listener closes the old connection with [CodeReplaced] when
+// the notice is not answered, and when the connection that took its place
+// ends: a handed-over connection lives on the authority of its successor.
 //
 // # PROXY protocol
 //
@@ -113,6 +144,9 @@
 //	0x03 bad header
 //	0x04 going away: the connector is shutting down; it takes no new
 //	     stream while the tunnels it carries drain
+//	0x05 handing over: answers a probe only; the reason is the hex SHA-256
+//	     of the certificate of the connection that may take this one's
+//	     place (see Hand-over)
 //
 // The reason is human-readable text for logs, at most 255 bytes. Readers
 // must treat any unknown non-zero code as a failure, so new codes can be

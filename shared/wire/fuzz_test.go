@@ -8,7 +8,7 @@ import (
 )
 
 func FuzzReadHeader(f *testing.F) {
-	for _, h := range append(validHeaders, ProbeHeader) {
+	for _, h := range append(validHeaders, ProbeHeader, HandedOverHeader) {
 		b := mustAppend(f, h)
 		f.Add(b)
 		f.Add(append(b, "payload"...))
@@ -27,6 +27,7 @@ func FuzzReadHeader(f *testing.F) {
 		{1, 0x7f, 0xff, 0xff},
 		raw(tlv(typeProbe, ""), host, p),
 		raw(tlv(typeProbe, "x")),
+		raw(tlv(typeHandedOver, ""), tlv(typeProbe, "")),
 		raw(host, p, tlv(typeClientAddr, "192.0.2.1:1"), tlv(typeLocalAddr, "192.0.2.2:2"), tlv(typeProxy, "\x01")),
 		raw(host, p, tlv(typeProxy, "\x02")),
 		raw(host, p, tlv(typeClientAddr, "192.0.2.1:1"), tlv(typeLocalAddr, "192.0.2.2:2"), tlv(typeProxy, "\x09")),

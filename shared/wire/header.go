@@ -50,7 +50,8 @@ const (
 	typeProbe      byte = 0x05
 	typeProxy      byte = 0x06
 	typeLocalAddr  byte = 0x07
-	typeLast            = typeLocalAddr // types above are unknown and skipped
+	typeHandedOver byte = 0x08
+	typeLast            = typeHandedOver // types above are unknown and skipped
 )
 
 var typeNames = [...]string{
@@ -61,6 +62,7 @@ var typeNames = [...]string{
 	typeProbe:      "probe",
 	typeProxy:      "PROXY protocol",
 	typeLocalAddr:  "local address",
+	typeHandedOver: "hand-over notice",
 }
 
 // PROXY protocol versions the connector can write in front of the payload
@@ -90,20 +92,37 @@ type Header struct {
 	// Probe marks a liveness probe: the connector answers with a verdict
 	// and dials nothing. A probe carries no other field.
 	Probe bool
+	// HandedOver tells the connector that the new connection it announced
+	// in its answer to a probe (VerdictHandingOver) has taken this one's
+	// place: no new stream comes here, and the connector closes it once
+	// its tunnels have ended. Like a probe it carries no other field and is
+	// answered with a verdict.
+	HandedOver bool
 }
 
 // ProbeHeader is the header of a liveness probe.
 var ProbeHeader = Header{Probe: true}
 
+// HandedOverHeader is the header of a hand-over notice.
+var HandedOverHeader = Header{HandedOver: true}
+
+// control reports whether h is a probe or a hand-over notice: a stream the
+// connector answers without dialling anything.
+func (h Header) control() bool { return h.Probe || h.HandedOver }
+
 // Validate reports whether h can be encoded and would be accepted by a peer.
 func (h Header) Validate() error {
-	if h.Probe {
+	if h.control() {
 		// Above all no target: a connector older than the probe skips the
 		// TLV it does not know and would dial the target.
-		if h != ProbeHeader {
+		switch {
+		case h == ProbeHeader, h == HandedOverHeader:
+			return nil
+		case h.Probe:
 			return fmt.Errorf("%w: a probe carries no other field", ErrMalformedHeader)
+		default:
+			return fmt.Errorf("%w: a hand-over notice carries no other field", ErrMalformedHeader)
 		}
-		return nil
 	}
 	if h.TargetHost == "" {
 		return fmt.Errorf("%w: target host is empty", ErrMalformedHeader)
@@ -157,7 +176,7 @@ func checkText(typ byte, s string, maxLen int) error {
 
 // Len returns the length of h's encoding.
 func (h Header) Len() int {
-	if h.Probe {
+	if h.control() {
 		return 1 + 3 + 1
 	}
 	n := 1 + 3 + len(h.TargetHost) + 3 + 2 + 1
@@ -185,6 +204,9 @@ func (h Header) Append(b []byte) ([]byte, error) {
 	b = append(b, ProtocolVersion)
 	if h.Probe {
 		return append(b, typeProbe, 0, 0, typeEnd), nil
+	}
+	if h.HandedOver {
+		return append(b, typeHandedOver, 0, 0, typeEnd), nil
 	}
 	b = appendText(b, typeTargetHost, h.TargetHost)
 	b = appendPort(b, typeTargetPort, h.TargetPort)
@@ -282,7 +304,7 @@ func readHeader(r io.Reader) (Header, int, error) {
 	}
 
 	var h Header
-	var seen uint8 // bit i set: type i present; typeLast < 8
+	var seen uint16 // bit i set: type i present; typeLast < 16
 	for {
 		// Every length check reserves a byte for the terminator, so a header
 		// that cannot fit is rejected before any byte beyond the bound is
@@ -348,11 +370,15 @@ func readHeader(r io.Reader) (Header, int, error) {
 			} else {
 				h.OpenedPort = port // 0 reads as absent, like the struct
 			}
-		case typeProbe:
+		case typeProbe, typeHandedOver:
 			if l != 0 {
 				return Header{}, 0, fmt.Errorf("%w: %s has length %d, want 0", ErrMalformedHeader, typeNames[typ], l)
 			}
-			h.Probe = true
+			if typ == typeProbe {
+				h.Probe = true
+			} else {
+				h.HandedOver = true
+			}
 		case typeProxy:
 			if l != 1 {
 				return Header{}, 0, fmt.Errorf("%w: %s has length %d, want 1", ErrMalformedHeader, typeNames[typ], l)
@@ -366,9 +392,10 @@ func readHeader(r io.Reader) (Header, int, error) {
 		}
 	}
 
-	// A probe needs no target; Validate refuses one that has any field.
+	// A probe or a notice needs no target; Validate refuses one that has
+	// any field.
 	for _, typ := range []byte{typeTargetHost, typeTargetPort} {
-		if seen&(1<<typ) == 0 && !h.Probe {
+		if seen&(1<<typ) == 0 && !h.control() {
 			return Header{}, 0, fmt.Errorf("%w: missing %s", ErrMalformedHeader, typeNames[typ])
 		}
 	}

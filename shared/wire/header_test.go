@@ -449,6 +449,53 @@ func TestProbeHeaderErrors(t *testing.T) {
 	}
 }
 
+// TestHandedOverHeader: the hand-over notice is one empty TLV, like the
+// probe, and carries nothing else either; it and the probe exclude each
+// other.
+func TestHandedOverHeader(t *testing.T) {
+	b := mustAppend(t, HandedOverHeader)
+	if want := raw(tlv(typeHandedOver, "")); !bytes.Equal(b, want) {
+		t.Fatalf("notice encodes as %q, want %q", b, want)
+	}
+	if len(b) != HandedOverHeader.Len() {
+		t.Errorf("notice encoded in %d bytes, Len() = %d", len(b), HandedOverHeader.Len())
+	}
+	for _, r := range []io.Reader{bytes.NewReader(b), iotest.OneByteReader(bytes.NewReader(b))} {
+		if h, err := ReadHeader(r); err != nil || h != HandedOverHeader {
+			t.Errorf("ReadHeader(%q) = %+v, %v; want the notice", b, h, err)
+		}
+	}
+	if h, n, err := ParseHeader(append(b, "ignored"...)); err != nil || !h.HandedOver || h.Probe || n != len(b) {
+		t.Errorf("ParseHeader(notice+payload) = %+v, %d, %v", h, n, err)
+	}
+	notice := tlv(typeHandedOver, "")
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		msg  string
+	}{
+		{"with a target", raw(notice, tlv(typeTargetHost, "h"), tlv(typeTargetPort, port(1))), "a hand-over notice carries no other field"},
+		{"with a probe", raw(notice, tlv(typeProbe, "")), "a probe carries no other field"},
+		{"non-empty", raw(tlv(typeHandedOver, "x")), "hand-over notice has length 1, want 0"},
+		{"twice", raw(notice, notice), "duplicate hand-over notice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ReadHeader(bytes.NewReader(tc.b)); !errors.Is(err, ErrMalformedHeader) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("ReadHeader(%q): %v, want %q", tc.b, err, tc.msg)
+			}
+		})
+	}
+	for _, h := range []Header{
+		{HandedOver: true, Probe: true},
+		{HandedOver: true, TargetHost: "h", TargetPort: 1},
+		{HandedOver: true, ClientAddr: "192.0.2.1:1"},
+	} {
+		if b, err := h.Append(nil); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("Append(%+v) = %q, %v; want a refusal", h, b, err)
+		}
+	}
+}
+
 // TestHeaderProxyOptionalZeroValues: an explicit PROXY protocol 0 reads as
 // absent, like the other optionals, and then needs no addresses.
 func TestHeaderProxyOptionalZeroValues(t *testing.T) {

@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +20,20 @@ const (
 	// VerdictGoingAway: the connector is shutting down and takes no new
 	// stream; the tunnels it carries are draining.
 	VerdictGoingAway Verdict = 4
+	// VerdictHandingOver answers a probe only: the connector is moving to
+	// a new connection (its certificate changed) and lets that connection,
+	// and no other, take this one's place. The reason is the lowercase hex
+	// SHA-256 of the DER certificate the new connection presents (see
+	// CertFingerprint). The tunnels this connection carries go on.
+	VerdictHandingOver Verdict = 5
 )
+
+// CertFingerprint is how VerdictHandingOver names a certificate: the
+// lowercase hex SHA-256 of its DER encoding.
+func CertFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
 
 // maxReasonLen is fixed by the u8 length prefix.
 const maxReasonLen = 255
@@ -35,6 +50,8 @@ func (v Verdict) String() string {
 		return "bad header"
 	case VerdictGoingAway:
 		return "going away"
+	case VerdictHandingOver:
+		return "handing over"
 	default:
 		return fmt.Sprintf("verdict(%d)", uint8(v))
 	}

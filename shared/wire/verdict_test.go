@@ -79,13 +79,14 @@ func TestReadVerdictTruncated(t *testing.T) {
 
 func TestVerdictString(t *testing.T) {
 	for v, want := range map[Verdict]string{
-		VerdictOK:         "ok",
-		VerdictDialFailed: "dial failed",
-		VerdictForbidden:  "forbidden",
-		VerdictBadHeader:  "bad header",
-		VerdictGoingAway:  "going away",
-		5:                 "verdict(5)",
-		255:               "verdict(255)",
+		VerdictOK:          "ok",
+		VerdictDialFailed:  "dial failed",
+		VerdictForbidden:   "forbidden",
+		VerdictBadHeader:   "bad header",
+		VerdictGoingAway:   "going away",
+		VerdictHandingOver: "handing over",
+		6:                  "verdict(6)",
+		255:                "verdict(255)",
 	} {
 		if got := v.String(); got != want {
 			t.Errorf("Verdict(%d).String() = %q, want %q", uint8(v), got, want)

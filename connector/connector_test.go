@@ -69,6 +69,7 @@ func testConfig(t *testing.T, p *testutil.PKI, port int) Config {
 }
 
 type running struct {
+	c      *Connector
 	logs   *observer.ObservedLogs
 	cancel context.CancelFunc
 	done   chan error
@@ -83,7 +84,7 @@ func start(t *testing.T, cfg Config) *running {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{logs: logs, cancel: cancel, done: make(chan error, 1)}
+	r := &running{c: c, logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- c.Run(ctx) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r

@@ -122,7 +122,7 @@ type Config struct {
 	// certificate is still checked against ServerName.
 	ServerAddress string `json:"server_address" envconfig:"SWC_SERVER_ADDRESS" desc:"host or IP to dial instead of server_name"`
 
-	KeepAlive     Duration `json:"keep_alive" envconfig:"SWC_KEEPALIVE" desc:"QUIC keep-alive period; shorter than UDP NAT timeouts"`
+	KeepAlive     Duration `json:"keep_alive" envconfig:"SWC_KEEPALIVE" desc:"heartbeat period: bounds the recovery after a NAT forgets its mapping or the listener restarts after a crash; shorter than UDP NAT timeouts"`
 	IdleTimeout   Duration `json:"idle_timeout" envconfig:"SWC_IDLE_TIMEOUT" desc:"the listener is gone after this much silence"`
 	DialTimeout   Duration `json:"dial_timeout" envconfig:"SWC_DIAL_TIMEOUT" desc:"timeout for dialling a target"`
 	HeaderTimeout Duration `json:"header_timeout" envconfig:"SWC_HEADER_TIMEOUT" desc:"a stream whose header does not arrive in time is refused"`
@@ -165,7 +165,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		ServicePort:   11443,
-		KeepAlive:     Duration(20 * time.Second),
+		KeepAlive:     Duration(3 * time.Second),
 		IdleTimeout:   Duration(60 * time.Second),
 		DialTimeout:   Duration(10 * time.Second),
 		HeaderTimeout: Duration(10 * time.Second),

@@ -107,12 +107,12 @@ func TestLoadConfigEnvOnlyWithoutDefaultFile(t *testing.T) {
 	}
 	want := Defaults()
 	want.ClientCertPath, want.ClientKeyPath, want.CACertPath, want.ServerName = "c.crt", "c.key", "ca.crt", "listener.example"
-	want.HeaderTimeout = Duration(3 * time.Second)
+	want.KeepAlive, want.HeaderTimeout = Duration(20*time.Second), Duration(3*time.Second)
 	if c != want {
 		t.Fatalf("LoadConfig:\n got %+v\nwant %+v", c, want)
 	}
 	d := Defaults()
-	if d.ServicePort != 11443 || d.KeepAlive != Duration(20*time.Second) || d.IdleTimeout != Duration(60*time.Second) ||
+	if d.ServicePort != 11443 || d.KeepAlive != Duration(3*time.Second) || d.IdleTimeout != Duration(60*time.Second) ||
 		d.DialTimeout != Duration(10*time.Second) || d.HeaderTimeout != Duration(10*time.Second) ||
 		d.RetryMin != Duration(time.Second) || d.RetryMax != Duration(30*time.Second) ||
 		d.DrainTimeout != Duration(10*time.Second) ||

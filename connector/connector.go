@@ -89,7 +89,11 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 		host = cfg.ServerName
 	}
 	c.quicConf = quicconf.Windows(&quic.Config{
-		KeepAlivePeriod: time.Duration(cfg.KeepAlive),
+		// The heartbeats (see heartbeat) keep the connection alive; quic-go's
+		// PINGs are the backstop for a listener that takes none, and at
+		// twice the period they never fire while heartbeats are answered.
+		KeepAlivePeriod: 2 * time.Duration(cfg.KeepAlive),
+		EnableDatagrams: true,
 		MaxIdleTimeout:  time.Duration(cfg.IdleTimeout),
 		// A listener that answers nothing is given no longer than a
 		// connection that stops answering.
@@ -294,8 +298,10 @@ func (c *Connector) Run(ctx context.Context) error {
 		}
 		c.stats.reconnect(reconnectReason(reason, err != nil))
 		delay := bo.Next()
-		if isGoingAway(reason) {
-			// The listener is restarting: come back as soon as it is up.
+		if isGoingAway(reason) || isStatelessReset(reason) {
+			// The listener is restarting, or has restarted (a reset
+			// comes from a listener that is up but lost the connection):
+			// come back as soon as it is up.
 			bo.Reset()
 			delay = bo.Next()
 		}
@@ -453,6 +459,7 @@ func (c *Connector) serve(ctx context.Context, lk *link) error {
 	// The accept loop is serve's: it ends with the connection, and serve
 	// waits for it before it waits for the handlers it started.
 	accepted := make(chan error, 1)
+	wg.Go(func() { c.heartbeat(conn) })
 	go func() {
 		for {
 			st, err := conn.AcceptStream(context.Background())
@@ -816,6 +823,13 @@ func isGoingAway(err error) bool {
 	return errors.As(err, &app) && app.Remote && app.ErrorCode == wire.CodeGoingAway
 }
 
+// isStatelessReset is the listener saying it no longer knows the connection:
+// it crashed and was started again (see heartbeat).
+func isStatelessReset(err error) bool {
+	var reset *quic.StatelessResetError
+	return errors.As(err, &reset)
+}
+
 // isRefusal tells a listener's deliberate "no" from a network failure.
 func isRefusal(err error) bool {
 	var app *quic.ApplicationError
@@ -854,6 +868,8 @@ func describe(err error, dialing bool) string {
 		return "no answer from the listener: is it running, and is UDP allowed out?"
 	case errors.As(err, &idle):
 		return "no packet from the listener within the idle timeout"
+	case isStatelessReset(err):
+		return "the listener no longer knows this connection (stateless reset): it restarted without closing it"
 	case errors.As(err, &te) && te.ErrorCode.IsCryptoError():
 		return fmt.Sprintf("TLS handshake failed: %v", err)
 	default:

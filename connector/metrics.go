@@ -19,12 +19,13 @@ const maxDialTargets = 256
 
 // Reconnect reasons: the fixed label set of socketwarp_connector_reconnects_total.
 const (
-	reconnectGoingAway     = "going_away"     // the listener restarts
-	reconnectRefused       = "refused"        // the listener refused this connector
-	reconnectTLS           = "tls"            // this connector refused the listener's certificate
-	reconnectConnectFailed = "connect_failed" // no connection came up
-	reconnectIdleTimeout   = "idle_timeout"   // nothing heard from the listener
-	reconnectLost          = "lost"           // any other end of a connection
+	reconnectGoingAway     = "going_away"      // the listener restarts
+	reconnectRefused       = "refused"         // the listener refused this connector
+	reconnectTLS           = "tls"             // this connector refused the listener's certificate
+	reconnectConnectFailed = "connect_failed"  // no connection came up
+	reconnectIdleTimeout   = "idle_timeout"    // nothing heard from the listener
+	reconnectReset         = "stateless_reset" // the listener restarted without closing the connection
+	reconnectLost          = "lost"            // any other end of a connection
 )
 
 // Hand-over results: the label set of socketwarp_connector_handovers_total.
@@ -36,7 +37,7 @@ const (
 var handOverResults = [...]string{handOverOK, handOverFailed}
 
 var reconnectReasons = [...]string{reconnectGoingAway, reconnectRefused, reconnectTLS, reconnectConnectFailed,
-	reconnectIdleTimeout, reconnectLost}
+	reconnectIdleTimeout, reconnectReset, reconnectLost}
 
 // reconnectReason sorts why Run is about to connect again.
 func reconnectReason(err error, dialFailed bool) string {
@@ -52,6 +53,8 @@ func reconnectReason(err error, dialFailed bool) string {
 		return reconnectConnectFailed
 	case errors.As(err, &idle):
 		return reconnectIdleTimeout
+	case isStatelessReset(err):
+		return reconnectReset
 	default:
 		return reconnectLost
 	}

@@ -2,13 +2,16 @@ package listener
 
 import (
 	"crypto/x509"
+	"errors"
+	"io/fs"
 
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 )
 
 // CheckConfig checks the files New would load (certificate, key, CA, API
-// token file) for sw-listener check-config, without binding a socket or
-// opening the state file, which a running listener holds locked. cfg is
+// token file, stateless reset key) for sw-listener check-config, without
+// binding a socket or opening the state file, which a running listener
+// holds locked. cfg is
 // what LoadConfig returned, even with an error: every file it names is
 // checked all the same.
 func CheckConfig(cfg Config) tlsutil.Findings {
@@ -23,6 +26,12 @@ func CheckConfig(cfg Config) tlsutil.Findings {
 	}
 	if _, err := cfg.apiToken(); err != nil {
 		f.Problems = append(f.Problems, err.Error())
+	}
+	// A missing key is made at start; one New would refuse is a problem.
+	if cfg.StatePath != "" {
+		if _, err := readResetKey(resetKeyPath(cfg.StatePath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			f.Problems = append(f.Problems, err.Error())
+		}
 	}
 	return f
 }

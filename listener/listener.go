@@ -134,10 +134,17 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 		// business opening any.
 		MaxIncomingStreams:    -1,
 		MaxIncomingUniStreams: -1,
+		// For the connector's heartbeats (see wire.HeartbeatLen).
+		EnableDatagrams: true,
 	})
+	resetKey, err := loadResetKey(cfg.StatePath, log)
+	if err != nil {
+		l.closeAuth()
+		return nil, err
+	}
 	quicAddrs, _ := SplitAddrs(cfg.Addrs)
 	for _, a := range quicAddrs {
-		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf)
+		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf, resetKey)
 		if err != nil {
 			l.closeSockets()
 			l.closeAuth()
@@ -182,12 +189,12 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 // listenQUIC owns its Transport: closing that, unlike a listener made by
 // quic.ListenAddr, ends every connection and goroutine at once instead of
 // letting closed connections linger in the background.
-func (l *Listener) listenQUIC(addr string, tlsConf *tls.Config, quicConf *quic.Config) (*quic.Listener, error) {
+func (l *Listener) listenQUIC(addr string, tlsConf *tls.Config, quicConf *quic.Config, resetKey *quic.StatelessResetKey) (*quic.Listener, error) {
 	udp, err := udpsock.Listen(addr, l.log)
 	if err != nil {
 		return nil, err
 	}
-	tr := &quic.Transport{Conn: udp}
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: resetKey}
 	ln, err := tr.Listen(tlsConf, quicConf)
 	if err != nil {
 		udp.Close()
@@ -398,6 +405,7 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	}
 	leaf := s.TLS.PeerCertificates[0]
 	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
+	heartbeats := discardHeartbeats(conn)
 	// After a hand-over the connection is no longer re-verified: its
 	// certificate is typically revoked as superseded while its last
 	// tunnels still run. It lives on the authority of its successor
@@ -437,6 +445,7 @@ wait:
 			_ = conn.CloseWithError(wire.CodeReplaced, "the connection it was handed over to has ended")
 		}
 	}
+	<-heartbeats
 	l.sessions.Unbind(s)
 	log.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),
 		logging.Duration(time.Since(s.Since)))

@@ -11,6 +11,7 @@ package nat
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -36,6 +37,7 @@ var topoSeq atomic.Int64
 type topology struct {
 	pub, rtr, site string // namespace names
 	rtrOut         string // the router's outside interface (the NAT's public side)
+	rtrIn          string // the router's inside interface (towards the site)
 }
 
 // run executes a command and fails the test with its output on error.
@@ -49,7 +51,7 @@ func run(t testing.TB, name string, args ...string) {
 func newTopology(t *testing.T) *topology {
 	t.Helper()
 	id := fmt.Sprintf("%d%d", os.Getpid()%1000, topoSeq.Add(1))
-	tp := &topology{pub: "swpub" + id, rtr: "swrtr" + id, site: "swsite" + id, rtrOut: "ro" + id}
+	tp := &topology{pub: "swpub" + id, rtr: "swrtr" + id, site: "swsite" + id, rtrOut: "ro" + id, rtrIn: "ri" + id}
 	for _, ns := range []string{tp.pub, tp.rtr, tp.site} {
 		run(t, "ip", "netns", "add", ns)
 		ns := ns
@@ -65,18 +67,27 @@ func newTopology(t *testing.T) *topology {
 		run(t, "ip", "-n", bNS, "link", "set", bIf, "up")
 	}
 	link(tp.pub, "pb"+id, listenerIP+"/24", tp.rtr, tp.rtrOut, routerOut+"/24")
-	link(tp.rtr, "ri"+id, routerIn+"/24", tp.site, "st"+id, connectIP+"/24")
+	link(tp.rtr, tp.rtrIn, routerIn+"/24", tp.site, "st"+id, connectIP+"/24")
 	run(t, "ip", "-n", tp.site, "route", "add", "default", "via", routerIn)
 	run(t, "ip", "netns", "exec", tp.rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	// The NAT: everything leaving towards the internet gets the router's
 	// address; pub has no route back into the site except through it.
 	nft := fmt.Sprintf(`table ip nat {
-	chain post { type nat hook postrouting priority 100; oifname "%s" masquerade; }
+	chain post { type nat hook postrouting priority 100; oifname "%[1]s" masquerade; }
 }
 table ip fault {
 	chain faults { type filter hook forward priority 0; }
 }
-`, tp.rtrOut)
+table ip count {
+	counter up {}
+	counter down {}
+	chain tally {
+		type filter hook forward priority -10;
+		iifname "%[2]s" oifname "%[1]s" counter name "up"
+		iifname "%[1]s" oifname "%[2]s" counter name "down"
+	}
+}
+`, tp.rtrOut, tp.rtrIn)
 	cmd := exec.Command("ip", "netns", "exec", tp.rtr, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(nft)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -89,6 +100,45 @@ table ip fault {
 func (tp *topology) nft(t *testing.T, args ...string) {
 	t.Helper()
 	run(t, "ip", append([]string{"netns", "exec", tp.rtr, "nft"}, args...)...)
+}
+
+// traffic is what crossed the NAT so far: packets and bytes (IP headers
+// included) from the site out (up) and back in (down). A packet the NAT has
+// no mapping for is not forwarded, so it is not counted.
+type traffic struct{ upPackets, upBytes, downPackets, downBytes int64 }
+
+func (a traffic) minus(b traffic) traffic {
+	return traffic{a.upPackets - b.upPackets, a.upBytes - b.upBytes, a.downPackets - b.downPackets, a.downBytes - b.downBytes}
+}
+
+func (tp *topology) traffic(t *testing.T) traffic {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", tp.rtr, "nft", "-j", "list", "counters", "table", "ip", "count").Output()
+	if err != nil {
+		t.Fatalf("nft list counters: %v", err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Counter *struct {
+				Name           string
+				Packets, Bytes int64
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("nft list counters: %v\n%s", err, out)
+	}
+	var tr traffic
+	for _, o := range doc.Nftables {
+		switch c := o.Counter; {
+		case c == nil:
+		case c.Name == "up":
+			tr.upPackets, tr.upBytes = c.Packets, c.Bytes
+		case c.Name == "down":
+			tr.downPackets, tr.downBytes = c.Packets, c.Bytes
+		}
+	}
+	return tr
 }
 
 // flushNAT makes the router forget every mapping, as a router reboot or a

@@ -95,8 +95,8 @@ func TestHelp(t *testing.T) {
 	if _, out, _ := runCmd(t, "sw-listener", nil, "--help"); !strings.Contains(lineWith(out, " SWL_PORT "), "11443") {
 		t.Errorf("listener --help: SWL_PORT without its default 11443")
 	}
-	if _, out, _ := runCmd(t, "sw-connector", nil, "--help"); !strings.Contains(lineWith(out, " SWC_KEEPALIVE "), "20s") {
-		t.Errorf("connector --help: SWC_KEEPALIVE without its default 20s")
+	if _, out, _ := runCmd(t, "sw-connector", nil, "--help"); !strings.Contains(lineWith(out, " SWC_KEEPALIVE "), "3s") {
+		t.Errorf("connector --help: SWC_KEEPALIVE without its default 3s")
 	}
 }
 

@@ -13,6 +13,8 @@
 //	v1 (2026-11): TLVs 0x06 PROXY protocol and 0x07 local address; additive,
 //	              so still version 1: an older connector skips both and
 //	              sends the target no PROXY header (see PROXY protocol)
+//	v1 (2026-11): connector heartbeats in QUIC DATAGRAM frames; additive:
+//	              sent only to a listener that offers DATAGRAM support
 //	v1 (2026-12): verdict 0x05 handing over and TLV 0x08 hand-over notice
 //	              (see Hand-over); additive, so still version 1: a listener
 //	              older than them takes the verdict for an answer and
@@ -24,6 +26,24 @@
 // A QUIC connection negotiates the ALPN protocol [ALPN] ("socket-warp/1").
 // The number in the ALPN string is bumped only for changes that old peers
 // cannot ignore; additive changes go into new TLV types instead.
+//
+// # Heartbeat
+//
+// Both sides offer QUIC DATAGRAM support (RFC 9221). The connector sends one
+// DATAGRAM of [HeartbeatLen] zero bytes every keep-alive period, as long as
+// the listener offers DATAGRAM support; the listener reads and drops them.
+// A heartbeat does two things no other packet is sure to do on a quiet
+// connection:
+//
+//   - it comes from the connector, the side behind the NAT: only such a
+//     packet restores a mapping the NAT forgot (reboot, conntrack flush);
+//   - it is long enough to be answered with a stateless reset (RFC 9000
+//     §10.3) by a listener that restarted after a crash and no longer knows
+//     the connection. quic-go sends no reset in answer to a packet of 42
+//     bytes or less, and its keep-alive PINGs are shorter than that.
+//
+// A listener that does not offer DATAGRAM support gets no heartbeats; the
+// connector's QUIC keep-alive PINGs keep its NAT mapping alive then.
 //
 // # Streams
 //

@@ -77,7 +77,7 @@ type Listener struct {
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
-	failed  map[int]failedPort // stored, but could not be bound at start
+	failed  map[int]failedPort // stored, but cannot be served as stored
 	runCtx  context.Context
 	stopped bool
 }
@@ -431,7 +431,7 @@ func closeReason(err error) string {
 // Open implements api.Service. The port is bound first, then saved in the
 // state file; if saving fails the port is closed again, so that what is
 // served and what a restart re-opens always agree. Opening a port that is
-// listed with an error (stored, but not bound at start) binds it anew, with
+// listed with an error because it cannot be served as stored binds it, with
 // p replacing the stored one.
 func (l *Listener) Open(_ context.Context, p api.Port) error {
 	p.Error = ""
@@ -449,7 +449,7 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 	if limit := l.cfg.MaxPorts; limit > 0 && len(l.ports) >= limit {
 		return fmt.Errorf("open port %d: too many open ports (limit %d, SWL_MAX_PORTS): %w", p.Port, limit, api.ErrLimit)
 	}
-	b, err := l.bind(l.runCtx, p)
+	b, err := l.bind(l.runCtx, p, false)
 	if err != nil {
 		return fmt.Errorf("open port %d: %w", p.Port, err)
 	}
@@ -468,8 +468,8 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 // Close implements api.Service: the port is removed from the state file,
 // then stops listening and every tunnelled connection it carries is ended.
 // If the state file cannot be changed the port stays open: a restart would
-// re-open it, so it must not look closed now. A port listed with an error is
-// only removed from the state file.
+// re-open it, so it must not look closed now. A port that cannot be served
+// as stored is only removed from the state file.
 func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
 	l.mu.Lock()
 	b := l.ports[port]

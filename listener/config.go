@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
+	"github.com/socket-warp/socket-warp/shared/cli"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
@@ -79,8 +78,8 @@ type Config struct {
 // LoadConfig reads the environment and validates the result.
 func LoadConfig() (Config, error) {
 	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return c, fmt.Errorf("environment: %w", err)
+	if err := cli.LoadEnv(&c); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }

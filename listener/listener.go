@@ -82,24 +82,34 @@ type Listener struct {
 	stopped bool
 }
 
-// New loads the certificates and binds the QUIC and API sockets, so that any
-// problem stops the daemon before it claims to be running. Run must follow.
-func New(cfg Config, log *zap.Logger) (*Listener, error) {
+// New opens the state file, loads the certificates and binds the QUIC and
+// API sockets, so that any problem stops the daemon before it claims to be
+// running. Run must follow.
+func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	certs, err := tlsutil.NewReloader(cfg.CertPath, cfg.KeyPath, cfg.CAPath, log.Named("tls"))
-	if err != nil {
 		return nil, err
 	}
 	l := &Listener{
 		cfg:      cfg,
 		log:      log,
 		floodLog: logging.Flood(log),
-		certs:    certs,
 		sessions: registry.New(),
 		ports:    map[int]*binding{},
 		failed:   map[int]failedPort{},
+	}
+	// First, before anything is loaded, logged or bound: a wrong path,
+	// or another listener on the file, is then the only thing New says.
+	// The file stays locked until Run ends.
+	if err := l.openStore(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.closeStore()
+		}
+	}()
+	if l.certs, err = tlsutil.NewReloader(cfg.CertPath, cfg.KeyPath, cfg.CAPath, log.Named("tls")); err != nil {
+		return nil, err
 	}
 	if err := l.buildVerifier(); err != nil {
 		l.closeAuth()
@@ -122,7 +132,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	}
 	l.api = api.New(l, log, apiOpts...)
 
-	tlsConf := certs.ServerConfig(l.handshakeRefused)
+	tlsConf := l.certs.ServerConfig(l.handshakeRefused)
 	quicConf := quicconf.Windows(&quic.Config{
 		MaxIdleTimeout:  cfg.IdleTimeout,
 		KeepAlivePeriod: cfg.KeepAlive,
@@ -164,13 +174,6 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 			l.closeAuth()
 			return nil, err
 		}
-	}
-	// Last: the file stays locked until Run ends, and nothing after this
-	// can fail.
-	if err := l.openStore(); err != nil {
-		l.closeSockets()
-		l.closeAuth()
-		return nil, err
 	}
 	return l, nil
 }

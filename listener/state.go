@@ -40,8 +40,6 @@ func (l *Listener) openStore() error {
 		return fmt.Errorf("SWL_STATE_PATH: %w", err)
 	}
 	l.store, l.stored = s, ports
-	path, _ := filepath.Abs(l.cfg.StatePath)
-	l.log.Info("state file opened", zap.String("path", path), zap.Int("ports", len(ports)))
 	return nil
 }
 
@@ -52,6 +50,10 @@ func (l *Listener) openStore() error {
 // back to what it served without anyone re-opening it. A port that cannot
 // be served at all is kept, logged and listed with its error.
 func (l *Listener) restoreLocked() {
+	// Said here, not when New opens it first: a certificate or address
+	// that fails New after it must be the only thing New says.
+	path, _ := filepath.Abs(l.cfg.StatePath)
+	l.log.Info("state file opened", zap.String("path", path), zap.Int("ports", len(l.stored)))
 	for _, p := range l.stored {
 		log := l.log.With(logging.UID(p.UID), logging.Port(p.Port))
 		b, err := l.bind(l.runCtx, p, true)

@@ -8,14 +8,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/socket-warp/socket-warp/connector/policy"
+	"github.com/socket-warp/socket-warp/shared/cli"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
@@ -47,7 +47,8 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 func (d *Duration) Decode(s string) error {
 	v, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return fmt.Errorf("want a duration such as \"20s\": %w", err)
+		// Completes `SWC_…: "value" …` (cli.LoadEnv).
+		return errors.New(`is not a duration such as "20s"`)
 	}
 	*d = Duration(v)
 	return nil
@@ -192,31 +193,41 @@ func LoadConfig() (Config, error) {
 	if !explicit || path == "" {
 		path, explicit = DefaultSettingsPath, false
 	}
-	if err := c.loadFile(path, explicit); err != nil {
+	found, err := c.loadFile(path, explicit)
+	if err != nil {
 		return c, err
 	}
-	if err := envconfig.Process("", &c); err != nil {
-		return c, fmt.Errorf("environment: %w", err)
+	if err := cli.LoadEnv(&c); err != nil {
+		return c, err
 	}
-	return c, c.Validate()
+	err = c.Validate()
+	if err != nil && !found {
+		// First: the settings it lacks are likely all in that file.
+		abs, _ := filepath.Abs(path)
+		err = errors.Join(fmt.Errorf("settings file %s not found (looked for %s): set SWC_SETTINGS to its path, or give every setting in the environment",
+			path, abs), err)
+	}
+	return c, err
 }
 
-func (c *Config) loadFile(path string, mustExist bool) error {
+// loadFile reads the settings file into c; found is false when a file that
+// need not exist does not.
+func (c *Config) loadFile(path string, mustExist bool) (found bool, err error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && !mustExist {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("settings file %s: %w", path, err)
+		return false, fmt.Errorf("settings file %s: %w", path, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	// An unknown key is almost always a typo that would otherwise be
 	// silently ignored.
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("settings file %s: %w", path, describeJSONError(data, err))
+		return false, fmt.Errorf("settings file %s: %w", path, describeJSONError(data, err))
 	}
-	return nil
+	return true, nil
 }
 
 func describeJSONError(data []byte, err error) error {
@@ -227,14 +238,14 @@ func describeJSONError(data []byte, err error) error {
 	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
-		want := typ.Type.String()
+		want := cli.Want(typ.Type, false)
 		switch typ.Type {
 		case durationType:
-			want = `duration string such as "20s"`
+			want = `a duration string such as "20s"`
 		case allowType:
-			want = `string such as "10.0.0.0/24:22,db.internal:5432" or an array of such targets`
+			want = `a string such as "10.0.0.0/24:22,db.internal:5432" or an array of such targets`
 		}
-		return fmt.Errorf("key %q must be a %s, not %s", typ.Field, want, typ.Value)
+		return fmt.Errorf("key %q must be %s, not %s", typ.Field, want, typ.Value)
 	}
 	return err
 }

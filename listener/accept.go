@@ -111,15 +111,26 @@ func (b *binding) notListening() string {
 	return strings.Join(why, "; ")
 }
 
+// notBoundAtStart is why a stored port's socket that could not be bound at
+// start does not listen, until it is bound.
+const notBoundAtStart = "not bound at start"
+
 // accept takes the clients of the port on one address until it stops
 // accepting. A failure that leaves the socket as it was (no descriptor or
 // memory left, a client gone before it was taken) is retried after a pause
 // that grows while the failures last, as net/http's Server does; the
 // clients wait in the backlog meanwhile. Any other failure means the socket
 // died: it is bound anew, retried the same way, until that works or the
-// port is closed.
-func (l *Listener) accept(b *binding, s *portSocket, ln *net.TCPListener) {
+// port is closed. ln is nil for a stored port whose address could not be
+// bound at start (startErr, already logged): it is bound the same way
+// first.
+func (l *Listener) accept(b *binding, s *portSocket, ln *net.TCPListener, startErr error) {
 	bo := backoff.Backoff{Min: acceptRetryMin, Max: acceptRetryMax}
+	if ln == nil {
+		if ln = l.rebind(b, s, notBoundAtStart, startErr.Error(), &bo); ln == nil {
+			return
+		}
+	}
 	for {
 		c, err := ln.AcceptTCP()
 		if err == nil {
@@ -142,25 +153,28 @@ func (l *Listener) accept(b *binding, s *portSocket, ln *net.TCPListener) {
 			continue
 		}
 		l.acceptErrors[acceptDied].Add(1)
-		if ln = l.rebind(b, s, ln, err, &bo); ln == nil {
+		why := "listener died: " + err.Error()
+		s.setDown(errors.New(why + "; re-binding"))
+		ln.Close()
+		l.log.Error("port stopped listening, re-binding", logging.UID(b.spec.UID), logging.Port(b.spec.Port),
+			zap.Stringer("addr", s.addr), logging.Reason(err.Error()))
+		if l.portDownHook != nil {
+			l.portDownHook(b.spec.Port)
+		}
+		if ln = l.rebind(b, s, why, "", &bo); ln == nil {
 			return
 		}
 	}
 }
 
-// rebind closes the dead socket and binds the address anew, retrying with
-// bo until it works (the new socket) or the port stops accepting (nil).
+// rebind binds the address of a socket that does not listen (why), retrying
+// with bo until it works (the new socket) or the port stops accepting (nil).
 // The port says it does not listen meanwhile, in GET /list, /readyz and
-// the metrics.
-func (l *Listener) rebind(b *binding, s *portSocket, dead *net.TCPListener, cause error, bo *backoff.Backoff) *net.TCPListener {
+// the metrics. A failure is logged once per reason, logged being the one
+// already logged.
+func (l *Listener) rebind(b *binding, s *portSocket, why, logged string, bo *backoff.Backoff) *net.TCPListener {
 	log := l.log.With(logging.UID(b.spec.UID), logging.Port(b.spec.Port), zap.Stringer("addr", s.addr))
-	s.setDown(fmt.Errorf("listener died: %w; re-binding", cause))
-	dead.Close()
-	log.Error("port stopped listening, re-binding", logging.Reason(cause.Error()))
-	if l.portDownHook != nil {
-		l.portDownHook(b.spec.Port)
-	}
-	last := ""
+	last := logged
 	for {
 		// A pause before the first attempt too: a socket that dies again
 		// at once must not make this loop spin.
@@ -177,11 +191,11 @@ func (l *Listener) rebind(b *binding, s *portSocket, dead *net.TCPListener, caus
 			log.Info("port listening again")
 			return ln
 		}
-		s.setDown(fmt.Errorf("listener died: %v; re-binding: %w", cause, err))
+		s.setDown(fmt.Errorf("%s; re-binding: %w", why, err))
 		// Once per reason: it is retried every second while it lasts.
-		if why := err.Error(); why != last {
-			last = why
-			log.Warn("port re-binding failed, retrying", logging.Reason(why))
+		if reason := err.Error(); reason != last {
+			last = reason
+			log.Warn("port re-binding failed, retrying", logging.Reason(reason))
 		}
 	}
 }

@@ -3,8 +3,12 @@ package listener
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net/url"
+	"strings"
 
+	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 )
 
@@ -33,5 +37,27 @@ func CheckConfig(cfg Config) tlsutil.Findings {
 			f.Problems = append(f.Problems, err.Error())
 		}
 	}
+	checkSCEPURL(&f, cfg.SCEPURL)
 	return f
+}
+
+// checkSCEPURL warns of the likeliest mistake with SWL_SCEP_URL: the SCEP
+// endpoint connectors enroll at (…/scep) given instead of the server's base
+// URL. The verify endpoint is then looked for under it, where the server
+// answers 404, and every connector is refused.
+func checkSCEPURL(f *tlsutil.Findings, raw string) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if raw == "" || err != nil || !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/scep") {
+		return // unset, or Validate's to report
+	}
+	endpoint, err := auth.SCEPEndpoint(raw)
+	if err != nil {
+		return
+	}
+	ep, _ := url.Parse(endpoint) // made by SCEPEndpoint
+	base := *u
+	base.Path, base.RawPath = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/scep"), ""
+	f.Warnings = append(f.Warnings, fmt.Sprintf("SWL_SCEP_URL=%s ends in /scep, the endpoint connectors enroll at: "+
+		"the listener asks %s, which a SCEP server answers with 404, refusing every connector; give the server's base URL, e.g. %s",
+		u.Redacted(), ep.Redacted(), base.Redacted()))
 }

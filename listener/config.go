@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/shared/cli"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
 )
 
@@ -84,8 +83,8 @@ type Config struct {
 // LoadConfig reads the environment and validates the result.
 func LoadConfig() (Config, error) {
 	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return c, fmt.Errorf("environment: %w", err)
+	if err := cli.LoadEnv(&c); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }

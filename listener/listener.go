@@ -79,29 +79,39 @@ type Listener struct {
 
 	mu      sync.Mutex // guards the following fields
 	ports   map[int]*binding
-	failed  map[int]failedPort // stored, but could not be bound at start
+	failed  map[int]failedPort // stored, but cannot be served as stored
 	runCtx  context.Context
 	stopped bool
 }
 
-// New loads the certificates and binds the QUIC and API sockets, so that any
-// problem stops the daemon before it claims to be running. Run must follow.
-func New(cfg Config, log *zap.Logger) (*Listener, error) {
+// New opens the state file, loads the certificates and binds the QUIC and
+// API sockets, so that any problem stops the daemon before it claims to be
+// running. Run must follow.
+func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	certs, err := tlsutil.NewReloader(cfg.CertPath, cfg.KeyPath, cfg.CAPath, log.Named("tls"))
-	if err != nil {
 		return nil, err
 	}
 	l := &Listener{
 		cfg:      cfg,
 		log:      log,
 		floodLog: logging.Flood(log),
-		certs:    certs,
 		sessions: registry.New(),
 		ports:    map[int]*binding{},
 		failed:   map[int]failedPort{},
+	}
+	// First, before anything is loaded, logged or bound: a wrong path,
+	// or another listener on the file, is then the only thing New says.
+	// The file stays locked until Run ends.
+	if err := l.openStore(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.closeStore()
+		}
+	}()
+	if l.certs, err = tlsutil.NewReloader(cfg.CertPath, cfg.KeyPath, cfg.CAPath, log.Named("tls")); err != nil {
+		return nil, err
 	}
 	if err := l.buildVerifier(); err != nil {
 		l.closeAuth()
@@ -126,7 +136,7 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 	}
 	l.api = api.New(l, log, apiOpts...)
 
-	tlsConf := certs.ServerConfig(l.handshakeRefused)
+	tlsConf := l.certs.ServerConfig(l.handshakeRefused)
 	quicConf := quicconf.Windows(&quic.Config{
 		MaxIdleTimeout:  cfg.IdleTimeout,
 		KeepAlivePeriod: cfg.KeepAlive,
@@ -175,13 +185,6 @@ func New(cfg Config, log *zap.Logger) (*Listener, error) {
 			l.closeAuth()
 			return nil, err
 		}
-	}
-	// Last: the file stays locked until Run ends, and nothing after this
-	// can fail.
-	if err := l.openStore(); err != nil {
-		l.closeSockets()
-		l.closeAuth()
-		return nil, err
 	}
 	return l, nil
 }
@@ -479,7 +482,7 @@ func closeReason(err error) string {
 // Open implements api.Service. The port is bound first, then saved in the
 // state file; if saving fails the port is closed again, so that what is
 // served and what a restart re-opens always agree. Opening a port that is
-// listed with an error (stored, but not bound at start) binds it anew, with
+// listed with an error because it cannot be served as stored binds it, with
 // p replacing the stored one.
 func (l *Listener) Open(_ context.Context, p api.Port) error {
 	p.Error = ""
@@ -497,7 +500,7 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 	if limit := l.cfg.MaxPorts; limit > 0 && len(l.ports) >= limit {
 		return fmt.Errorf("open port %d: too many open ports (limit %d, SWL_MAX_PORTS): %w", p.Port, limit, api.ErrLimit)
 	}
-	b, err := l.bind(l.runCtx, p)
+	b, err := l.bind(l.runCtx, p, false)
 	if err != nil {
 		return fmt.Errorf("open port %d: %w", p.Port, err)
 	}
@@ -516,8 +519,8 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 // Close implements api.Service: the port is removed from the state file,
 // then stops listening and every tunnelled connection it carries is ended.
 // If the state file cannot be changed the port stays open: a restart would
-// re-open it, so it must not look closed now. A port listed with an error is
-// only removed from the state file.
+// re-open it, so it must not look closed now. A port that cannot be served
+// as stored is only removed from the state file.
 func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
 	l.mu.Lock()
 	b := l.ports[port]

@@ -301,7 +301,9 @@ func TestPprof(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(cfg, zap.NewNop()); err == nil {
+	second := cfg
+	second.StatePath = filepath.Join(t.TempDir(), "state.db") // the first holds cfg's locked
+	if _, err := New(second, zap.NewNop()); err == nil {
 		t.Fatal("a second listener bound the same pprof address")
 	} else {
 		testutil.WantErr(t, err, "listen for pprof on tcp "+cfg.PprofAddr)

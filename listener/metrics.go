@@ -69,12 +69,12 @@ var (
 	descPorts = prometheus.NewDesc(metricName("ports"),
 		"Ports opened and listening now.", nil, nil)
 	descPortsDown = prometheus.NewDesc(metricName("ports_down"),
-		"Ports opened whose listening socket died, not listening until it is bound anew (GET /list says why).", nil, nil)
+		"Ports opened whose listening socket died or could not be bound at start, not listening until it is bound (GET /list says why).", nil, nil)
 	descAcceptErrors = prometheus.NewDesc(metricName("accept_errors_total"),
 		"Failed accepts on opened ports, by kind: temporary (no descriptor or memory left, a client gone; retried after a pause) or died (the socket is bound anew).",
 		[]string{"kind"}, nil)
 	descRebinds = prometheus.NewDesc(metricName("port_rebinds_total"),
-		"Dead listening sockets of opened ports bound anew.", nil, nil)
+		"Listening sockets of opened ports bound anew: dead ones, and stored ones not bound at start.", nil, nil)
 	descTunnels = prometheus.NewDesc(metricName("tunnels"),
 		"Tunnelled connections open now, by opened port.", []string{"uid", "port"}, nil)
 	descBytes = prometheus.NewDesc(metricName("tunnel_bytes_total"),
@@ -183,7 +183,8 @@ func (l *Listener) MetricsAddr() net.Addr {
 // ready is /readyz: the QUIC sockets and the state file are open from New
 // on; the listener is ready once Run has restored the stored ports, until
 // it shuts down, and for as long as every served port listens. A port whose
-// socket died is not ready until it is bound anew: its clients are not
+// socket died, or could not be bound at start, is not ready until it is
+// bound: its clients are not
 // served meanwhile, and a balancer may send them to another listener.
 func (l *Listener) ready() error {
 	l.mu.Lock()

@@ -16,11 +16,11 @@ import (
 // second listener on the same file fails at once instead of hanging.
 const stateLockTimeout = time.Second
 
-// failedPort is a stored port that could not be bound at start. It stays in
-// the store and in GET /list with its error until DELETE /close removes it
-// or POST /open of the same port binds it. It is not retried on its own: a
-// port taken by another program is the operator's to settle, and a port
-// appearing by itself minutes later would surprise more than help.
+// failedPort is a stored port that cannot be served as stored (a record
+// the stream header refuses). It stays in the store and in GET /list with
+// its error until DELETE /close removes it or POST /open of the same port
+// replaces it: retrying could not help. A stored port whose address is
+// taken is served all the same and bound in the background (bind).
 type failedPort struct {
 	spec api.Port
 	err  error
@@ -40,25 +40,35 @@ func (l *Listener) openStore() error {
 		return fmt.Errorf("SWL_STATE_PATH: %w", err)
 	}
 	l.store, l.stored = s, ports
-	path, _ := filepath.Abs(l.cfg.StatePath)
-	l.log.Info("state file opened", zap.String("path", path), zap.Int("ports", len(ports)))
 	return nil
 }
 
 // restoreLocked re-opens every stored port, whether or not its connector
-// is connected (its clients are refused until it is). A port that cannot be
-// bound is kept, logged and listed with its error.
+// is connected (its clients are refused until it is). A port whose address
+// cannot be bound now (another program on it) is bound anew until that
+// works, as if its socket had died: the listener that restarted must come
+// back to what it served without anyone re-opening it. A port that cannot
+// be served at all is kept, logged and listed with its error.
 func (l *Listener) restoreLocked() {
+	// Said here, not when New opens it first: a certificate or address
+	// that fails New after it must be the only thing New says.
+	path, _ := filepath.Abs(l.cfg.StatePath)
+	l.log.Info("state file opened", zap.String("path", path), zap.Int("ports", len(l.stored)))
 	for _, p := range l.stored {
 		log := l.log.With(logging.UID(p.UID), logging.Port(p.Port))
-		b, err := l.bind(l.runCtx, p)
+		b, err := l.bind(l.runCtx, p, true)
 		if err != nil {
 			l.failed[p.Port] = failedPort{spec: p, err: err}
 			log.Error("port restore failed", logging.Reason(err.Error()),
-				zap.String("hint", "GET /list shows it with its error; POST /open retries it, DELETE /close forgets it"))
+				zap.String("hint", "GET /list shows it with its error; POST /open replaces it, DELETE /close forgets it"))
 			continue
 		}
 		l.ports[p.Port] = b
+		if why := b.notListening(); why != "" {
+			log.Error("port restore failed, re-binding", logging.Target(b.target), proxyField(p), logging.Reason(why),
+				zap.String("hint", "it is bound as soon as its address is free; GET /list and /readyz show why meanwhile, DELETE /close forgets it"))
+			continue
+		}
 		log.Info("port restored", logging.Target(b.target), proxyField(p))
 	}
 	if max := l.cfg.MaxPorts; max > 0 && len(l.stored) > max {

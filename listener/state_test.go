@@ -26,6 +26,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/testutil"
+	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
 // launched is a listener under test that the test may stop before its end.
@@ -225,68 +226,111 @@ func TestOpenedPortsSurviveRestart(t *testing.T) {
 	expectFree(t, "tcp", spec.Port)
 }
 
-// TestRestoreKeepsPortsItCannotBind: a stored port taken by another socket
-// at start is kept: logged, listed with its error, opened by POST /open once
-// it is free, forgotten by DELETE /close.
-func TestRestoreKeepsPortsItCannotBind(t *testing.T) {
+// TestRestoreBindsTakenPortsAnew: a stored port whose address another
+// socket holds at start is served as one whose socket died — GET /list gives
+// it an error, /readyz answers 503 naming it, the metrics count it down —
+// and bound as soon as the address is free, until DELETE /close forgets it.
+// A stored port that cannot be served at all is listed with its error, and
+// POST /open replaces it.
+func TestRestoreBindsTakenPortsAnew(t *testing.T) {
 	f := newFiles(t)
 	cfg := f.config()
-	retryLn, forgetLn := testutil.Listen(t), testutil.Listen(t)
-	free := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "10.0.0.1", ConnectPort: 80}
-	retry := api.Port{UID: "swc-1", Port: retryLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "10.0.0.2", ConnectPort: 80}
-	forget := api.Port{UID: "swc-2", Port: forgetLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "10.0.0.3", ConnectPort: 80}
-	seed(t, cfg.StatePath, free, retry, forget)
+	freedLn, closedLn := testutil.Listen(t), testutil.Listen(t)
+	free := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal", ConnectPort: 7}
+	freed := api.Port{UID: "swc-1", Port: freedLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "echo.internal", ConnectPort: 7}
+	closed := api.Port{UID: "swc-2", Port: closedLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "10.0.0.3", ConnectPort: 80}
+	broken := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal"} // no target port
+	seed(t, cfg.StatePath, free, freed, closed, broken)
 
 	l := launch(t, cfg)
 	inUse := func(p api.Port) api.Port {
-		p.Error = fmt.Sprintf("listen tcp 127.0.0.1:%d: bind: address already in use", p.Port)
+		p.Error = fmt.Sprintf("not bound at start; re-binding: listen tcp 127.0.0.1:%d: bind: address already in use", p.Port)
 		return p
 	}
-	want := map[int]api.Port{free.Port: free, retry.Port: inUse(retry), forget.Port: inUse(forget)}
+	unservable := broken
+	unservable.Error = streamHeader(broken, nil).Validate().Error()
+	want := map[int]api.Port{free.Port: free, freed.Port: inUse(freed), closed.Port: inUse(closed), broken.Port: unservable}
 	got := l.listPorts(t)
 	if len(got) != len(want) {
-		t.Fatalf("list: %+v, want the 3 stored ports", got)
+		t.Fatalf("list: %+v, want the 4 stored ports", got)
 	}
 	for _, p := range got {
 		if p != want[p.Port] {
 			t.Errorf("listed %+v, want %+v", p, want[p.Port])
 		}
 	}
-	for _, p := range []api.Port{retry, forget} {
-		if !testutil.Logged(l.logs, "port restore failed", "port", strconv.Itoa(p.Port)) ||
-			!testutil.Logged(l.logs, "port restore failed", "reason", want[p.Port].Error) {
-			t.Errorf("the failure of port %d is not logged with its reason", p.Port)
+	for _, p := range []api.Port{freed, closed} {
+		if !testutil.Logged(l.logs, "port restore failed, re-binding", "port", strconv.Itoa(p.Port)) {
+			t.Errorf("the failure of port %d is not logged", p.Port)
 		}
 	}
-	expectBound(t, free.Port)
-	status, body := httpDo(t, http.MethodGet, l.api+"/list", "", "")
-	if status != http.StatusOK || !strings.Contains(body, `"error":"listen tcp 127.0.0.1:`) {
-		t.Fatalf("list: %d %s, want an \"error\" field", status, body)
+	if !testutil.Logged(l.logs, "port restore failed", "reason", unservable.Error) {
+		t.Errorf("the unservable port is not logged with its reason")
+	}
+	status, body := httpDo(t, http.MethodGet, l.api+"/readyz", "", "")
+	for _, p := range []api.Port{freed, closed} {
+		if want := fmt.Sprintf("port %d: not bound at start", p.Port); status != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+			t.Errorf("readyz: %d %s, want 503 naming %q", status, body, want)
+		}
+	}
+	metric := func(name string) float64 {
+		t.Helper()
+		m := testutil.Scrape(t, l.api+"/metrics", "")
+		v, ok := m.Value(name)
+		if !ok {
+			t.Fatalf("no metric %s:\n%s", name, m)
+		}
+		return v
+	}
+	if up, down := metric("socketwarp_listener_ports"), metric("socketwarp_listener_ports_down"); up != 1 || down != 2 {
+		t.Errorf("ports %v, ports_down %v; want 1 and 2", up, down)
 	}
 
-	// Once the port is free, POST /open binds it, the request replacing
-	// what was stored.
-	retryLn.Close()
-	connectorConn(t, f, l.Listener, "swc-1")
+	// Once its address is free, the port is bound and serves.
+	playConnector(t, connectorConn(t, f, l.Listener, "swc-1"), wire.VerdictOK)
 	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
-	retry.ConnectPort = 8080
-	if status, body := httpDo(t, http.MethodPost, l.api+"/open", "", openBody(retry)); status != http.StatusOK {
+	freedLn.Close()
+	testutil.Eventually(t, "the freed port bound", func() bool {
+		for _, p := range l.listPorts(t) {
+			if p.Port == freed.Port {
+				return p.Error == ""
+			}
+		}
+		return false
+	})
+	echoVia(t, dial(t, freed.Port), "restored late")
+	if up, down, rebinds := metric("socketwarp_listener_ports"), metric("socketwarp_listener_ports_down"),
+		metric("socketwarp_listener_port_rebinds_total"); up != 2 || down != 1 || rebinds != 1 {
+		t.Errorf("ports %v, ports_down %v, port_rebinds_total %v; want 2, 1 and 1", up, down, rebinds)
+	}
+
+	// A port being bound is open: POST /open of it is refused, DELETE
+	// /close forgets it, and nothing binds it later.
+	connectorConn(t, f, l.Listener, "swc-2")
+	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-2") })
+	if status, body := httpDo(t, http.MethodPost, l.api+"/open", "", openBody(closed)); status != http.StatusConflict {
+		t.Errorf("open of a port being bound: %d %s, want 409", status, body)
+	}
+	status, body = httpDo(t, http.MethodDelete, l.api+"/close", "", closeBody(closed.Port))
+	var answered api.Port
+	if err := json.Unmarshal([]byte(body), &answered); status != http.StatusOK || err != nil || answered.Port != closed.Port {
+		t.Fatalf("close of a port being bound: %d %s", status, body)
+	}
+	closedLn.Close()
+	expectFree(t, "tcp", closed.Port)
+
+	// POST /open replaces the unservable one.
+	broken.ConnectPort = 8080
+	if status, body := httpDo(t, http.MethodPost, l.api+"/open", "", openBody(broken)); status != http.StatusOK {
 		t.Fatalf("open of a port listed with an error: %d %s", status, body)
 	}
-	expectBound(t, retry.Port)
-
-	// DELETE /close forgets one that still cannot be bound.
-	status, body = httpDo(t, http.MethodDelete, l.api+"/close", "", closeBody(forget.Port))
-	var closed api.Port
-	if err := json.Unmarshal([]byte(body), &closed); status != http.StatusOK || err != nil || closed != want[forget.Port] {
-		t.Fatalf("close of a port listed with an error: %d %s", status, body)
-	}
-	if got := l.listPorts(t); !reflect.DeepEqual(got, sortedPorts(free, retry)) {
-		t.Fatalf("list: %+v, want %+v", got, sortedPorts(free, retry))
+	expectBound(t, broken.Port)
+	if status, body := httpDo(t, http.MethodGet, l.api+"/readyz", "", ""); status != http.StatusOK {
+		t.Errorf("readyz once every port listens: %d %s", status, body)
 	}
 	l.stop()
-	if got := stored(t, cfg.StatePath); !reflect.DeepEqual(got, sortedPorts(free, retry)) {
-		t.Fatalf("state file after the run: %+v, want %+v", got, sortedPorts(free, retry))
+	if got, want := stored(t, cfg.StatePath), sortedPorts(free, freed, broken); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state file after the run: %+v, want %+v", got, want)
 	}
 }
 

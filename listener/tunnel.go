@@ -39,27 +39,35 @@ type binding struct {
 }
 
 // bind listens on the port on every configured address and starts accepting.
-func (l *Listener) bind(parent context.Context, p api.Port) (*binding, error) {
+// An address that cannot be bound fails it, unless restoring: a stored port
+// is served all the same, its address bound in the background as a dead
+// socket's is (accept), and listed as not listening meanwhile.
+func (l *Listener) bind(parent context.Context, p api.Port, restoring bool) (*binding, error) {
 	hdr := streamHeader(p, nil)
 	if err := hdr.Validate(); err != nil {
 		return nil, err
 	}
 	b := &binding{spec: p, target: net.JoinHostPort(p.ConnectAddress, strconv.Itoa(p.ConnectPort)), stop: make(chan struct{})}
-	for _, a := range l.openAddrs {
+	startErrs := make([]error, len(l.openAddrs))
+	for i, a := range l.openAddrs {
 		addr := &net.TCPAddr{IP: net.ParseIP(a), Port: p.Port}
 		ln, err := net.ListenTCP("tcp", addr)
-		if err != nil {
+		if err != nil && !restoring {
 			for _, prev := range b.socks {
 				prev.ln.Close()
 			}
 			return nil, err
 		}
-		b.socks = append(b.socks, &portSocket{addr: addr, ln: ln})
+		s := &portSocket{addr: addr, ln: ln}
+		if err != nil {
+			s.down, startErrs[i] = fmt.Errorf("%s; re-binding: %w", notBoundAtStart, err), err
+		}
+		b.socks = append(b.socks, s)
 	}
 	b.ctx, b.cancel = context.WithCancel(parent)
-	for _, s := range b.socks {
+	for i, s := range b.socks {
 		ln := s.ln
-		b.wg.Go(func() { l.accept(b, s, ln) })
+		b.wg.Go(func() { l.accept(b, s, ln, startErrs[i]) })
 	}
 	return b, nil
 }

@@ -100,6 +100,90 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// TestHelpExitsZero: asking for help is never a usage error, wherever it is
+// asked, sw-devca's subcommands included.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"sw-listener", "check-config", "--help"},
+		{"sw-listener", "--version", "--help"},
+		{"sw-connector", "check-config", "-h"},
+		{"sw-connector", "enroll", "--help"},
+		{"sw-connector", "enroll", "-h"},
+		{"sw-devca", "--help"},
+		{"sw-devca", "init", "--help"},
+		{"sw-devca", "bootstrap", "--help"},
+		{"sw-devca", "serve", "--help"},
+		{"sw-devca", "client", "--help"},
+		{"sw-devca", "client", "add", "--help"},
+		{"sw-devca", "secret", "--help"},
+		{"sw-devca", "secret", "create", "--help"},
+		{"sw-devca", "revoke", "--help"},
+	} {
+		code, out, errOut := runCmd(t, args[0], nil, args[1:]...)
+		if code != 0 || !strings.Contains(strings.ToLower(out+errOut), "usage") {
+			t.Errorf("%v: exit %d, want 0 and the usage; output:\n%s%s", args, code, out, errOut)
+		}
+	}
+}
+
+// TestUnparsableSettingIsOneLineNamingIt: every typed setting of both
+// daemons (found by reflection), set to what it cannot be, is one problem
+// naming the variable and what it must be — not the parser's internals.
+func TestUnparsableSettingIsOneLineNamingIt(t *testing.T) {
+	s := newSetup(t)
+	n := 0
+	for _, d := range []struct {
+		bin  string
+		spec any
+		env  []string
+	}{
+		{"sw-listener", listener.Config{}, s.listenerEnv()},
+		{"sw-connector", connector.Config{}, s.connectorEnv()},
+	} {
+		typ := reflect.TypeOf(d.spec)
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			env, _, _ := strings.Cut(f.Tag.Get("envconfig"), ",")
+			if env == "" || f.Type.Kind() == reflect.String || f.Type.Kind() == reflect.Struct {
+				continue // anything parses as a string; Validate judges it
+			}
+			n++
+			want := `problem: ` + env + `: "abc" is not `
+			code, out, errOut := runCmd(t, d.bin, append(d.env, env+"=abc"), "check-config")
+			if code != 1 || !strings.HasPrefix(out, want) || strings.Contains(out, "envconfig") || errOut != "" {
+				t.Errorf("%s with %s=abc: exit %d, output:\n%s%s\nwant exit 1 and a first line %q…", d.bin, env, code, out, errOut, want)
+			}
+		}
+	}
+	if n < 15 {
+		t.Fatalf("only %d typed settings found by reflection", n)
+	}
+}
+
+// TestMissingSettingsFileSaidFirst: a connector with no settings file and
+// not every setting in the environment says first that the file was not
+// found, where it looked, and how to name another, before the settings it
+// lacks.
+func TestMissingSettingsFileSaidFirst(t *testing.T) {
+	abs, err := filepath.Abs(connector.DefaultSettingsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(abs); err == nil {
+		t.Fatalf("%s exists", abs)
+	}
+	want := "settings file ./settings.json not found (looked for " + abs + "): set SWC_SETTINGS to its path"
+	code, out, errOut := runCmd(t, "sw-connector", nil)
+	if code != 2 || !strings.HasPrefix(errOut, "sw-connector: configuration: "+want) ||
+		!strings.Contains(errOut, "client_cert_path (SWC_CLIENT_CERT_PATH) is not set") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("run: exit %d, output:\n%s%s\nwant exit 2 and one line starting %q", code, out, errOut, want)
+	}
+	code, out, errOut = runCmd(t, "sw-connector", nil, "check-config")
+	if code != 1 || !strings.HasPrefix(out, "problem: "+want) {
+		t.Errorf("check-config: exit %d, output:\n%s%s\nwant exit 1 and a first problem %q", code, out, errOut, want)
+	}
+}
+
 func lineWith(text, s string) string {
 	for _, l := range strings.Split(text, "\n") {
 		if strings.Contains(l+" ", s) {
@@ -117,7 +201,6 @@ func TestUnknownArguments(t *testing.T) {
 		{"sw-listener", []string{"--verbose"}},
 		{"sw-listener", []string{"start"}},
 		{"sw-listener", []string{"check-config", "extra"}},
-		{"sw-listener", []string{"--version", "--help"}},
 		{"sw-connector", []string{"-x"}},
 		{"sw-connector", []string{"check"}},
 		{"sw-connector", []string{"check-config", "--now"}},
@@ -179,7 +262,10 @@ func TestCheckConfig(t *testing.T) {
 		{"listener missing CA and bad setting", "sw-listener", append(s.listenerEnv(), "SWL_CA_PATH="+missing, "SWL_KEEPALIVE=90s"), 1,
 			[]string{"problem: SWL_KEEPALIVE=1m30s must be shorter than SWL_IDLE_TIMEOUT=1m0s", "problem: SWL_CA_PATH: CA certificate " + missing, "2 problem(s)"}},
 		{"listener unparsable setting", "sw-listener", append(s.listenerEnv(), "SWL_PORT=many"), 1,
-			[]string{"problem: environment:", "SWL_PORT"}},
+			[]string{`problem: SWL_PORT: "many" is not a number`}},
+		{"listener SCEP endpoint for the verify URL", "sw-listener", append(s.listenerEnv(), "SWL_SCEP_URL=http://ca.internal:3000/scep/"), 0,
+			[]string{"warning: SWL_SCEP_URL=http://ca.internal:3000/scep/ ends in /scep",
+				"asks http://ca.internal:3000/scep/api/cert/verify", "404", "base URL, e.g. http://ca.internal:3000", "ok (1 warning(s))"}},
 		{"listener token file missing", "sw-listener", append(s.listenerEnv(), "SWL_API_TOKEN_FILE="+missing), 1,
 			[]string{"problem: SWL_API_TOKEN_FILE:", missing}},
 

@@ -57,9 +57,9 @@ type Port struct {
 	// none, and is left out of the JSON so the original shape holds.
 	ProxyProtocol string `json:"proxy_protocol,omitempty"`
 	// Error, set only in GET /list (and the answer of DELETE /close), says
-	// why a port restored at start is not served, e.g. "listen tcp
-	// 0.0.0.0:80: bind: address already in use", or why a served port does
-	// not listen for now (its socket died and is being bound anew).
+	// why a port restored at start cannot be served, e.g. "bad stream
+	// header: target port is 0", or why a served port does not listen for
+	// now (its socket died, or was not bound at start, and is being bound).
 	Error string `json:"error,omitempty"`
 }
 

@@ -126,6 +126,15 @@ func ProblemsOf(err error) []string {
 	return strings.Split(err.Error(), "\n")
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "--help", "-help", "-h", "help":
+		return true
+	}
+	return false
+}
+
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // Command is a daemon's command line: without arguments it runs; --version,
@@ -139,19 +148,23 @@ type Command struct {
 }
 
 // Main carries out args (os.Args[1:]) and returns the exit code; Run's
-// return is 0.
+// return is 0. A request for help anywhere among args is granted: whoever
+// asks for it (check-config --help) wants to know, not a usage error.
 func (c Command) Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		c.Run()
 		return 0
 	}
+	for _, a := range args {
+		if isHelp(a) {
+			c.Usage(stdout)
+			return 0
+		}
+	}
 	if len(args) == 1 {
 		switch args[0] {
 		case "--version", "-version":
 			fmt.Fprintln(stdout, VersionLine(c.Name))
-			return 0
-		case "--help", "-help", "-h", "help":
-			c.Usage(stdout)
 			return 0
 		case "check-config":
 			return c.Check()

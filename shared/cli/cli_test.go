@@ -81,6 +81,7 @@ func TestCommandMain(t *testing.T) {
 		{nil, 0, "", ""},
 		{[]string{"--version"}, 0, "sw-x " + Version, ""},
 		{[]string{"-h"}, 0, "usage text", ""},
+		{[]string{"check-config", "--help"}, 0, "usage text", ""},
 		{[]string{"check-config"}, 1, "", ""},
 		{[]string{"check-config", "extra"}, 2, "", `sw-x: unknown arguments "check-config extra"` + "\nusage: sw-x [--version | --help | check-config]"},
 		{[]string{"--verbose"}, 2, "", "unknown arguments"},
@@ -95,5 +96,49 @@ func TestCommandMain(t *testing.T) {
 	}
 	if ran != 1 || checked != 1 {
 		t.Errorf("Run called %d times, Check %d times; want once each", ran, checked)
+	}
+}
+
+// decoded words its own errors, as a setting type with a Decode method does.
+type decoded struct{}
+
+func (*decoded) Decode(string) error { return errors.New(`is not a colour such as "red"`) }
+
+type typed struct {
+	Port   int           `envconfig:"T_PORT"`
+	Count  uint          `envconfig:"T_COUNT"`
+	Wait   time.Duration `envconfig:"T_WAIT"`
+	Ratio  float64       `envconfig:"T_RATIO"`
+	On     bool          `envconfig:"T_ON"`
+	Ports  []int         `envconfig:"T_PORTS"`
+	Colour decoded       `envconfig:"T_COLOUR"`
+}
+
+// TestLoadEnvNamesTheVariable: a value that does not parse is one line
+// naming the variable, the value and what it must be.
+func TestLoadEnvNamesTheVariable(t *testing.T) {
+	for _, tc := range []struct{ env, value, want string }{
+		{"T_PORT", "abc", `T_PORT: "abc" is not a number`},
+		{"T_PORT", "1.5", `T_PORT: "1.5" is not a whole number`},
+		{"T_PORT", "99999999999999999999", `T_PORT: "99999999999999999999" is out of range for a whole number`},
+		{"T_COUNT", "-1", `T_COUNT: "-1" is not a whole number of 0 or more`},
+		{"T_WAIT", "5", `T_WAIT: "5" is not a duration such as "20s"`},
+		{"T_RATIO", "most", `T_RATIO: "most" is not a number`},
+		{"T_ON", "yes", `T_ON: "yes" is not true or false`},
+		{"T_PORTS", "1,x", `T_PORTS: "1,x" is not a comma-separated list of whole numbers`},
+		{"T_COLOUR", "blue-ish", `T_COLOUR: "blue-ish" is not a colour such as "red"`},
+	} {
+		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			var c typed
+			if err := LoadEnv(&c); err == nil || err.Error() != tc.want {
+				t.Fatalf("LoadEnv: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	t.Setenv("T_PORTS", "1,2")
+	var c typed
+	if err := LoadEnv(&c); err != nil || !reflect.DeepEqual(c.Ports, []int{1, 2}) {
+		t.Fatalf("LoadEnv: %v, %+v", err, c)
 	}
 }

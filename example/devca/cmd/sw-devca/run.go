@@ -116,6 +116,10 @@ func dispatch(ctx context.Context, args []string, env *cliEnv) error {
 	}
 	cmd, rest := args[0], args[1:]
 	sub := func(want string) ([]string, error) {
+		if len(rest) > 0 && isHelp(rest[0]) {
+			fmt.Fprint(env.stdout, usage)
+			return nil, flag.ErrHelp
+		}
 		if len(rest) == 0 || rest[0] != want {
 			fmt.Fprintf(env.stderr, "sw-devca: %s needs the subcommand %q\n\n%s", cmd, want, usage)
 			return nil, errUsage
@@ -143,13 +147,22 @@ func dispatch(ctx context.Context, args []string, env *cliEnv) error {
 		return cmdSecretCreate(ctx, a, env)
 	case "revoke":
 		return cmdRevoke(ctx, rest, env)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(env.stdout, usage)
-		return nil
 	default:
+		if isHelp(cmd) {
+			fmt.Fprint(env.stdout, usage)
+			return nil
+		}
 		fmt.Fprintf(env.stderr, "sw-devca: unknown command %q\n\n%s", cmd, usage)
 		return errUsage
 	}
+}
+
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // stringList is a repeatable flag.

@@ -39,7 +39,7 @@ import (
 
 // MaxStreams is how many tunnelled connections a listener may have open at
 // once on one connector. quic-go's default of 100 would stall the 101st client.
-const MaxStreams = 1 << 16
+const MaxStreams = quicconf.MaxStreams
 
 // Connector is one sw-connector.
 type Connector struct {

@@ -180,13 +180,13 @@ func runTarget(ctx context.Context, addr string) error {
 // quicConfig is the raw path's QUIC configuration: that of the daemons
 // (listener/listener.go, connector/connector.go) as far as it matters for one
 // connection: the keep-alive and idle timeout, stream credit for every
-// tunnelled connection, quic-go's default flow-control windows.
+// tunnelled connection, the same flow-control windows.
 func quicConfig() *quic.Config {
 	return quicconf.Windows(&quic.Config{
 		KeepAlivePeriod:       20 * time.Second,
 		MaxIdleTimeout:        60 * time.Second,
 		HandshakeIdleTimeout:  10 * time.Second,
-		MaxIncomingStreams:    1 << 16,
+		MaxIncomingStreams:    quicconf.MaxStreams,
 		MaxIncomingUniStreams: -1,
 	})
 }

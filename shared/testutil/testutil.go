@@ -102,6 +102,12 @@ func Serve(t testing.TB, handle func(*net.TCPConn)) *net.TCPAddr {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ServeOn(t, ln, handle)
+}
+
+// ServeOn is Serve on a listener of the caller's (with socket options of its
+// own), which it closes at cleanup.
+func ServeOn(t testing.TB, ln *net.TCPListener, handle func(*net.TCPConn)) *net.TCPAddr {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex

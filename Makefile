@@ -15,8 +15,12 @@ DOCKER    ?= docker
 IMAGE_PREFIX ?= socket-warp/
 IMAGE_TAG ?= dev
 IMAGES    := sw-listener sw-connector sw-devca sw-hello sw-open
+# Compose v2 (`docker compose`) if the docker CLI has it, else v1
+# (`docker-compose`); COMPOSE=... to choose. compose-test.sh gets it from here.
+COMPOSE   ?= $(shell if $(DOCKER) compose version >/dev/null 2>&1; then echo "$(DOCKER) compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
 
-.PHONY: all build test test-unit fuzz bench-micro lint demo soak soak-quick bench bench-quick clean help tools images compose-test systemd-check systemd-boot-test
+.PHONY: all build test test-unit fuzz bench-micro lint demo soak soak-quick bench bench-quick clean help tools images compose-check compose-up compose-down compose-test systemd-check systemd-boot-test
 
 all: build
 
@@ -81,8 +85,25 @@ images: build ## container images FROM scratch (static binary, uid 65532): socke
 	@for i in $(IMAGES); do $(DOCKER) image inspect -f "{{index .RepoTags 0}} {{.Size}}" $(IMAGE_PREFIX)$$i:$(IMAGE_TAG); done | \
 		awk '{ printf "%-34s %5.1f MB\n", $$1, $$2/1e6 }'
 
-compose-test: images ## docker-compose.yml: bring the demo up, fetch the target's page through the tunnel, tear it down
-	IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash example/demo/compose-test.sh
+compose-check:
+	@[ -n "$(COMPOSE)" ] || { echo "make: neither '$(DOCKER) compose' nor docker-compose is installed" >&2; exit 1; }
+
+# .env beside docker-compose.yml, read by Compose itself: the API token once,
+# random, in a file only its owner reads. An existing token is kept.
+# IMAGE_PREFIX and IMAGE_TAG reach Compose only when given (make's command
+# line, the environment or .env); docker-compose.yml has the same defaults.
+compose-up: compose-check ## the Docker Compose demo (after make images): a random SW_API_TOKEN into .env (0600) if it has none, then up -d
+	@if ! grep -qs '^SW_API_TOKEN=.' .env; then \
+		touch .env && chmod 600 .env && \
+		printf 'SW_API_TOKEN=%s\n' "$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >>.env && \
+		echo "make: wrote a random SW_API_TOKEN to .env (mode 0600)"; fi
+	$(COMPOSE) up -d
+
+compose-down: compose-check ## stop the Docker Compose demo and delete its containers, networks and volumes (.env is kept)
+	$(COMPOSE) down -v --remove-orphans
+
+compose-test: images compose-check ## docker-compose.yml: bring the demo up (make compose-up), fetch the target's page through the tunnel, tear it down
+	MAKE="$(MAKE)" COMPOSE="$(COMPOSE)" IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) bash example/demo/compose-test.sh
 
 systemd-check: build ## example/systemd units: systemd-analyze verify and security
 	BIN=$(BIN) bash example/systemd/check.sh

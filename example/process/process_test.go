@@ -39,7 +39,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector", "example/devca/cmd/sw-devca"} {
+	// sw-devcerts and sw-echo for the demo script (demo_test.go).
+	for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector",
+		"example/devca/cmd/sw-devca", "example/cmd/sw-devcerts", "example/cmd/sw-echo"} {
 		// The version as make build sets it, so --version shows it came through.
 		cmd := exec.Command("go", "build", "-ldflags", "-X github.com/socket-warp/socket-warp/shared/cli.Version="+testVersion,
 			"-o", dir, "github.com/socket-warp/socket-warp/"+pkg)

@@ -63,7 +63,7 @@ func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *za
 			if !isSuccessor(bound, s, successor) {
 				// Someone else than the announced successor: a duplicate,
 				// be it with the bound certificate or any other.
-				l.refuseDuplicate(s, bound, log, why+", to another certificate")
+				l.refuseDuplicate(s, bound, why+", to another certificate")
 				return false
 			}
 			if !l.sessions.HandOver(bound, s) {
@@ -75,7 +75,7 @@ func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *za
 			return true
 		}
 		if state == alive {
-			l.refuseDuplicate(s, bound, log, why)
+			l.refuseDuplicate(s, bound, why)
 			return false
 		}
 		// Only if bound is still the session: otherwise the UID changed
@@ -118,11 +118,14 @@ func isSuccessor(bound, s *registry.Session, fingerprint string) bool {
 // serial is the serial number of s's certificate, as the logs show it.
 func serial(s *registry.Session) string { return s.TLS.PeerCertificates[0].SerialNumber.Text(16) }
 
-// refuseDuplicate closes s, a newcomer whose UID bound holds and keeps.
-func (l *Listener) refuseDuplicate(s, bound *registry.Session, log *zap.Logger, probe string) {
+// refuseDuplicate closes s, a newcomer whose UID bound holds and keeps. The
+// line is sampled as refuseConnector's are: whoever holds a certificate of
+// the UID can come back as often as it likes.
+func (l *Listener) refuseDuplicate(s, bound *registry.Session, probe string) {
 	reason := fmt.Sprintf("uid %s is already connected from %s", s.UID, bound.Remote)
 	l.refusedConnectors.add(reasonDuplicateUID)
-	log.Warn("connector refused", logging.Reason(reason), zap.String("refusal", reasonDuplicateUID), zap.String("probe", probe))
+	l.floodLog.Warn("connector refused", logging.Remote(s.Remote), logging.UID(s.UID), logging.Reason(reason),
+		zap.String("refusal", reasonDuplicateUID), zap.String("probe", probe))
 	_ = s.Conn.CloseWithError(wire.CodeDuplicateUID, reason)
 }
 

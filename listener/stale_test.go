@@ -3,6 +3,7 @@ package listener
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -315,4 +316,84 @@ func TestNewcomersRaceForStaleUID(t *testing.T) {
 		t.Fatalf("%d replacements logged, want 1", n)
 	}
 	echoVia(t, dial(t, r.openPort(t, "swc-1")), "through the winner")
+}
+
+// TestDuplicateRefusalsSampled: a holder of a valid certificate of a UID
+// that is connected and answers can connect again as often as it likes;
+// each newcomer is refused as a duplicate and counted, and the log keeps a
+// sample of those refusals, as of every other "connector refused".
+func TestDuplicateRefusalsSampled(t *testing.T) {
+	f := newFiles(t)
+	// The default probe timeout: under load, the bound connector must
+	// not be taken for stale.
+	r := run(t, f.config())
+	playConnector(t, connectorConn(t, f, r.Listener, "swc-1"), wire.VerdictOK)
+	testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+
+	const n, workers = 200, 4
+	tlsConf := f.pki.ClientTLS(t, "swc-1")
+	ctx, cancel := context.WithTimeout(context.Background(), safety)
+	defer cancel()
+	// One newcomer: refused as a duplicate, or the error why not.
+	duplicate := func() error {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return err
+		}
+		tr := &quic.Transport{Conn: udp}
+		defer func() {
+			tr.Close()
+			udp.Close()
+		}()
+		conn, err := tr.Dial(ctx, r.QUICAddrs()[0], tlsConf, &quic.Config{MaxIncomingUniStreams: -1})
+		if err != nil {
+			return err
+		}
+		select {
+		case <-conn.Context().Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		var app *quic.ApplicationError
+		if err := context.Cause(conn.Context()); !errors.As(err, &app) || app.ErrorCode != wire.CodeDuplicateUID {
+			return fmt.Errorf("newcomer ended with %v, want a duplicate refusal", err)
+		}
+		return nil
+	}
+	start := time.Now()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range n / workers {
+				if err := duplicate(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "every duplicate counted", func() bool {
+		v, _ := testutil.Gather(t, r.Metrics()).Value("socketwarp_listener_handshake_refusals_total", "reason", reasonDuplicateUID)
+		return v == n
+	})
+	// Per second the refusals span, logging.Flood lets FloodFirst through,
+	// then one in FloodThereafter.
+	seconds := int(elapsed/time.Second) + 2
+	bound := logging.FloodFirst*seconds + n/logging.FloodThereafter + 1
+	logged := 0
+	for _, e := range r.logs.FilterMessage("connector refused").All() {
+		if e.ContextMap()["refusal"] == reasonDuplicateUID {
+			logged++
+		}
+	}
+	if logged == 0 || logged > bound {
+		t.Fatalf("%d duplicate refusals in %v logged %d times, want 1 to %d", n, elapsed, logged, bound)
+	}
 }

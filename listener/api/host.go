@@ -2,13 +2,13 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
-)
 
-// MaxHostLen bounds a host name (RFC 1035: 253 bytes written as text).
-const MaxHostLen = 253
+	"github.com/socket-warp/socket-warp/shared/wire"
+)
 
 // CheckHost accepts what a connector can dial as the host of a target, and
 // what can stand in a Host header as a name: an IP address without brackets
@@ -20,8 +20,9 @@ const MaxHostLen = 253
 // not taken for a name (RFC 1123 §2.1: the top-level label is alphabetic).
 // The error says what is wrong, for the caller to put after the value.
 func CheckHost(s string) error {
-	if len(s) > MaxHostLen {
-		return errors.New("longer than 253 bytes")
+	// The bound of the header that carries it to the connector.
+	if len(s) > wire.MaxHostLen {
+		return fmt.Errorf("longer than %d bytes", wire.MaxHostLen)
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Zone() != "" {

@@ -229,6 +229,66 @@ func TestRenewalWithoutRestart(t *testing.T) {
 	})
 }
 
+// TestRenewalSecretFileWithoutRestart: a connector whose update secret is
+// in renew_secret_file renews with the secret an operator writes there while
+// it runs (the file does not exist at start, then holds a wrong one), hands
+// over to the renewed certificate, and logs the secret nowhere.
+func TestRenewalSecretFileWithoutRestart(t *testing.T) {
+	const uid = "swc-secretfile"
+	// devca backdates NotBefore by five minutes: at renew_at 0.25 of a
+	// 6-minute life the renewal is due at once.
+	ca := newSCEPCA(t, time.Minute)
+	rl := ca.env.startListener(ca.env.listenerConfig())
+	cfg := ca.enrolledConnector(t, uid, rl.quicPort())
+	cfg.RenewAt = 0.25
+	cfg.RenewSecretFile = filepath.Join(t.TempDir(), "update-secret")
+	oldSerial := serialOf(t, cfg.ClientCertPath)
+	rc := ca.env.startConnector(cfg)
+	testutil.Eventually(t, "connector bound", func() bool { return rl.Connected(uid) })
+	testutil.Eventually(t, "renewal waits for a secret", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewal failed", "reason", "no update secret")
+	})
+
+	writeFile := func(data string) {
+		t.Helper()
+		tmp := cfg.RenewSecretFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfg.RenewSecretFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const wrong = "wrong-update-secret"
+	writeFile(wrong + "\n")
+	testutil.Eventually(t, "the wrong secret refused, and what to do said", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewal failed", "reason",
+			"the update secret in renew_secret_file "+cfg.RenewSecretFile+" is wrong or already used")
+	})
+
+	secret, err := ca.CreateSecret(uid, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(secret + "\n")
+	testutil.Eventually(t, "certificate renewed with the secret from the file", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewed", "uid", uid)
+	})
+	newSerial := serialOf(t, cfg.ClientCertPath)
+	if newSerial == oldSerial {
+		t.Fatal("the certificate file still holds the old certificate")
+	}
+	testutil.Eventually(t, "the listener has the connector on the renewed certificate", func() bool {
+		return testutil.Logged(rl.logs, "connector handed over to a new connection", "new_serial", newSerial)
+	})
+	for _, e := range rc.logs.All() {
+		line := fmt.Sprintf("%s %v", e.Message, e.ContextMap())
+		if strings.Contains(line, secret) || strings.Contains(line, wrong) {
+			t.Errorf("a log line shows an update secret: %s", line)
+		}
+	}
+}
+
 func serialOf(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)

@@ -22,6 +22,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector"
 	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/example/devca"
+	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -37,6 +38,9 @@ type scepCA struct {
 	hold atomic.Bool
 	// verifies counts the requests to /api/cert/verify.
 	verifies atomic.Int64
+	// verifyDown, while set, answers /api/cert/verify with 503, as a
+	// proxy in front of a stopped SCEP server does.
+	verifyDown atomic.Bool
 }
 
 func newSCEPCA(t *testing.T, clientValidity time.Duration, opts ...devca.Option) *scepCA {
@@ -54,6 +58,10 @@ func newSCEPCA(t *testing.T, clientValidity time.Duration, opts ...devca.Option)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/cert/verify" {
 			s.verifies.Add(1)
+			if s.verifyDown.Load() {
+				http.Error(w, "SCEP server down (the test)", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		if s.hold.Load() && r.URL.Query().Get("operation") == "PKIOperation" {
 			http.Error(w, "held by the test", http.StatusServiceUnavailable)
@@ -366,6 +374,51 @@ func TestSCEPVerifyUnreachableFailsClosed(t *testing.T) {
 	}
 	if !testutil.Logged(rl.logs, "connector refused", "reason", "unreachable") {
 		t.Error("listener did not log why it refused")
+	}
+}
+
+// TestSCEPOutageKeepsCachedConnectors pins what the README says of an
+// outage of the verify endpoint: a connector whose certificate the SCEP
+// server accepted less than SWL_VERIFY_CACHE_TTL ago gets back in after it
+// reconnects, from the listener's cache; a connector it has no answer for
+// is refused until the server answers again. (That the cached answer ends
+// with the TTL is listener/auth's TestSCEPOutageAcceptsCachedOnly.)
+func TestSCEPOutageKeepsCachedConnectors(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	lcfg := ca.env.listenerConfig()
+	// A TTL longer than the test: no re-check runs meanwhile.
+	lcfg.SCEPURL, lcfg.VerifyCacheTTL, lcfg.VerifyTimeout = ca.url, 10*time.Minute, 5*time.Second
+	rl := ca.env.startListener(lcfg)
+	known := ca.enrolledConnector(t, "swc-known", rl.quicPort())
+	fresh := ca.enrolledConnector(t, "swc-fresh", rl.quicPort()) // enrolled, never connected
+	rc := ca.env.startConnector(known)
+	testutil.Eventually(t, "verified connector bound", func() bool { return rl.Connected("swc-known") })
+
+	ca.verifyDown.Store(true)
+	rc.stop()
+	testutil.Eventually(t, "connector gone", func() bool { return !rl.Connected("swc-known") })
+	asked := ca.verifies.Load()
+	ca.env.startConnector(known)
+	testutil.Eventually(t, "the known connector back in during the outage", func() bool { return rl.Connected("swc-known") })
+	if n := ca.verifies.Load() - asked; n != 0 {
+		t.Errorf("%d verify requests for the cached certificate, want none", n)
+	}
+
+	other := ca.env.startConnector(fresh)
+	testutil.Eventually(t, "the new connector refused during the outage", func() bool {
+		return testutil.Logged(other.logs, "listener refused this connector", "reason", "unexpected answer (503)")
+	})
+	if rl.Connected("swc-fresh") {
+		t.Fatal("a connector without a cached answer bound during the outage")
+	}
+	if !testutil.Logged(rl.logs, auth.UnavailableMessage, "reason", "503") {
+		t.Error("the listener did not say the SCEP server is unavailable")
+	}
+
+	ca.verifyDown.Store(false)
+	testutil.Eventually(t, "the new connector in once the server answers", func() bool { return rl.Connected("swc-fresh") })
+	if !rl.Connected("swc-known") {
+		t.Error("the known connector lost meanwhile")
 	}
 }
 

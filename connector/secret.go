@@ -29,7 +29,11 @@ type renewSecret struct {
 	// to retry tries again at once.
 	changed chan struct{}
 
-	mu    sync.Mutex // serialises load; guards the following fields
+	// loading serialises load, so that an older read cannot overwrite a
+	// newer one; only load waits for it, across the file read.
+	loading sync.Mutex
+
+	mu    sync.Mutex // guards the following fields; never held across I/O
 	value string     // the last usable secret read from the file
 	err   error      // why the file gave no usable secret at the last read; nil when it did
 }
@@ -76,29 +80,33 @@ func (s *renewSecret) load() {
 	if s.path == "" {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.loading.Lock()
+	defer s.loading.Unlock()
 	secret, err := readSecretFile(s.path)
+	// Only load writes the fields, and loading is held: what is read
+	// here stays true until the end.
+	s.mu.Lock()
+	prevValue, prevErr := s.value, s.err
 	if err != nil {
-		if s.err == nil || s.err.Error() != err.Error() {
-			if s.value != "" {
-				s.log.Warn("renewal secret file gives no secret: keeping the previous one", logging.Reason(err.Error()))
-			} else {
-				s.log.Warn("no renewal secret yet: renewal waits until renew_secret_file holds one", logging.Reason(err.Error()))
-			}
-		}
 		s.err = err
-		return
+	} else {
+		s.value, s.err = secret, nil
 	}
-	s.err = nil
-	if secret == s.value {
-		return
-	}
-	s.value = secret
-	s.log.Info("renewal secret read", zap.String("file", s.path))
-	select {
-	case s.changed <- struct{}{}:
-	default: // a notification is pending already
+	s.mu.Unlock()
+
+	switch {
+	case err != nil && (prevErr == nil || prevErr.Error() != err.Error()):
+		if prevValue != "" {
+			s.log.Warn("renewal secret file gives no secret: keeping the previous one", logging.Reason(err.Error()))
+		} else {
+			s.log.Warn("no renewal secret yet: renewal waits until renew_secret_file holds one", logging.Reason(err.Error()))
+		}
+	case err == nil && secret != prevValue:
+		s.log.Info("renewal secret read", zap.String("file", s.path))
+		select {
+		case s.changed <- struct{}{}:
+		default: // a notification is pending already
+		}
 	}
 }
 

@@ -167,6 +167,7 @@ func (c *Connector) renewLoop(ctx context.Context, certs *tlsutil.Reloader) {
 				}
 				break
 			}
+			drain(c.secret.changed) // this attempt sends the current one
 			err := c.renew(ctx, certs)
 			if err == nil {
 				bo.Reset()
@@ -178,15 +179,20 @@ func (c *Connector) renewLoop(ctx context.Context, certs *tlsutil.Reloader) {
 			}
 			delay := bo.Next()
 			reason := err.Error()
-			if errors.Is(err, enroll.ErrRefused) {
+			switch {
+			case errors.Is(err, errNoSecret):
+				// Only a new renew_secret_file helps, and its change
+				// ends the wait: try rarely meanwhile.
+				delay = refusedRetry(leaf.NotAfter, now, time.Duration(c.cfg.RetryMin))
+			case errors.Is(err, enroll.ErrRefused):
 				// A spent or wrong update secret stays refused until an
 				// operator sets a new one: try rarely, say what to do.
 				delay = refusedRetry(leaf.NotAfter, now, time.Duration(c.cfg.RetryMin))
-				reason += "; the renew_secret is wrong or already used: create a new update secret and set renew_secret"
+				reason += c.secret.refusedHint()
 			}
 			c.log.Error("certificate renewal failed", logging.Reason(reason), zap.Duration("retry_in", delay),
 				zap.Time("not_after", leaf.NotAfter))
-			if !waitOrChange(ctx, changed, delay) {
+			if !waitRetry(ctx, changed, c.secret.changed, delay) {
 				if ctx.Err() != nil {
 					return
 				}
@@ -228,6 +234,24 @@ func waitOrChange(ctx context.Context, changed <-chan struct{}, d time.Duration)
 	}
 }
 
+// waitRetry waits d before a renewal is tried again and reports true when
+// it passed or a new update secret arrived (secret: try it at once); false
+// when ctx ended or the certificate changed first.
+func waitRetry(ctx context.Context, changed, secret <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+		return false
+	case <-secret:
+		return true
+	case <-t.C:
+		return true
+	}
+}
+
 func drain(ch <-chan struct{}) {
 	select {
 	case <-ch:
@@ -243,7 +267,11 @@ func (c *Connector) renew(ctx context.Context, certs *tlsutil.Reloader) error {
 	if !ok {
 		return fmt.Errorf("renew: the current key (%T) cannot sign", cur.PrivateKey)
 	}
-	opts := c.scepOptions(c.cfg.RenewSecret)
+	secret, err := c.secret.get()
+	if err != nil {
+		return err
+	}
+	opts := c.scepOptions(secret)
 	opts.UID = cur.Leaf.Subject.CommonName
 	res, err := enroll.Renew(ctx, opts, cur.Leaf, key, true)
 	if err != nil {

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
@@ -16,6 +17,14 @@ func CheckConfig(cfg Config) tlsutil.Findings {
 	var f tlsutil.Findings
 	if cfg.ClientCertPath == "" || cfg.ClientKeyPath == "" || cfg.CACertPath == "" {
 		return f // LoadConfig has said which one is not set
+	}
+	if cfg.RenewSecretFile != "" {
+		// Never the secret itself: the errors name the file only.
+		if _, err := readSecretFile(cfg.RenewSecretFile); errors.Is(err, errNoSecret) {
+			f.Warnings = append(f.Warnings, err.Error()+": renewal waits until the file holds an update secret")
+		} else if err != nil {
+			f.Problems = append(f.Problems, err.Error())
+		}
 	}
 	pending, err := enrollmentPending(cfg)
 	if err != nil {

@@ -152,6 +152,11 @@ type Config struct {
 	RenewAt       float64 `json:"renew_at" envconfig:"SWC_RENEW_AT" desc:"renew at this fraction of the certificate's lifetime"`
 	CAFingerprint string  `json:"ca_fingerprint" envconfig:"SWC_CA_FINGERPRINT" desc:"SHA-256 (hex) the SCEP CA certificate must have"`
 
+	// RenewSecretFile holds the update secret instead of RenewSecret. It
+	// is read again when it changes and on SIGHUP, so that the next secret
+	// is handed over without a restart (an update secret is one-time).
+	RenewSecretFile string `json:"renew_secret_file" envconfig:"SWC_RENEW_SECRET_FILE" desc:"file holding the update secret (instead of renew_secret); read again when it changes and on SIGHUP"`
+
 	// MetricsAddr, host:port, serves /metrics, /healthz and /readyz
 	// (ready = connected) without authentication; empty: none.
 	MetricsAddr string `json:"metrics_addr" envconfig:"SWC_METRICS_ADDR" desc:"host:port serving /metrics, /healthz and /readyz (no auth); empty: off"`
@@ -292,6 +297,12 @@ func (c Config) Validate() error {
 	}
 	if c.RenewSecret != "" && c.SCEPURL == "" {
 		add("renew_secret (SWC_RENEW_SECRET) needs scep_url (SWC_SCEP_URL)")
+	}
+	if c.RenewSecretFile != "" && c.SCEPURL == "" {
+		add("renew_secret_file (SWC_RENEW_SECRET_FILE) needs scep_url (SWC_SCEP_URL)")
+	}
+	if c.RenewSecret != "" && c.RenewSecretFile != "" {
+		add("renew_secret (SWC_RENEW_SECRET) and renew_secret_file (SWC_RENEW_SECRET_FILE) are both set: choose one")
 	}
 	for _, f := range []struct{ key, v string }{{"enroll_secret (SWC_ENROLL_SECRET)", c.EnrollSecret}, {"renew_secret (SWC_RENEW_SECRET)", c.RenewSecret}} {
 		if strings.Contains(f.v, `\`) {

@@ -198,6 +198,10 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	)
 	c.SCEPURL = ""
 	testutil.WantErr(t, c.Validate(), "renew_secret (SWC_RENEW_SECRET) needs scep_url (SWC_SCEP_URL)")
+	c.RenewSecretFile = "/run/secrets/update"
+	testutil.WantErr(t, c.Validate(),
+		"renew_secret_file (SWC_RENEW_SECRET_FILE) needs scep_url (SWC_SCEP_URL)",
+		"renew_secret (SWC_RENEW_SECRET) and renew_secret_file (SWC_RENEW_SECRET_FILE) are both set: choose one")
 	ok := Defaults()
 	ok.ClientCertPath, ok.ClientKeyPath, ok.CACertPath, ok.ServerName = "a", "b", "c", "d"
 	if err := ok.Validate(); err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector/policy"
 	"github.com/socket-warp/socket-warp/shared/backoff"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
+	"github.com/socket-warp/socket-warp/shared/filewatch"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
@@ -47,6 +48,7 @@ type Connector struct {
 	log      *zap.Logger
 	floodLog *zap.Logger                      // for each stream's lines: the listener's clients decide how many (logging.Flood)
 	certs    atomic.Pointer[tlsutil.Reloader] // nil until enrolled
+	secret   *renewSecret                     // nil: no renewal
 	quicConf *quic.Config
 	addr     string
 	allow    *policy.Policy  // nil: every target is allowed
@@ -83,6 +85,9 @@ func New(cfg Config, log *zap.Logger) (*Connector, error) {
 			return nil, err
 		}
 		c.certs.Store(certs)
+	}
+	if c.secret, err = newRenewSecret(cfg, log.Named("scep")); err != nil {
+		return nil, err
 	}
 	host := cfg.ServerAddress
 	if host == "" {
@@ -214,7 +219,8 @@ func closeTransport(tr *quic.Transport) {
 	_ = tr.Conn.Close()
 }
 
-// ReloadCertificates re-reads the certificate, key and CA files (SIGHUP).
+// ReloadCertificates re-reads the certificate, key and CA files (part of
+// Reload, which SIGHUP calls).
 // The next handshake uses the new material; a new certificate also moves
 // the connector to a new connection, its tunnels finishing on the old one
 // (a hand-over: see keep).
@@ -223,6 +229,15 @@ func (c *Connector) ReloadCertificates() error {
 		return certs.Reload()
 	}
 	return nil
+}
+
+// Reload re-reads what the connector reads from files (SIGHUP): the
+// certificates (ReloadCertificates) and renew_secret_file.
+func (c *Connector) Reload() error {
+	if c.secret != nil {
+		c.secret.load()
+	}
+	return c.ReloadCertificates()
 }
 
 // Run keeps a connection to the listener until ctx ends. Every failure is
@@ -264,7 +279,12 @@ func (c *Connector) Run(ctx context.Context) error {
 	certs := c.certs.Load()
 	wg.Go(func() { _ = certs.Run(ctx) })
 	wg.Go(func() { memtrim.Run(ctx, c.log) })
-	if c.cfg.RenewSecret != "" {
+	if c.secret != nil {
+		if c.secret.path != "" {
+			wg.Go(func() {
+				filewatch.Run(ctx, []string{c.secret.path}, filewatch.Options{What: "renewal secret", Log: c.log}, c.secret.load)
+			})
+		}
 		wg.Go(func() { c.renewLoop(ctx, certs) })
 	}
 	// keep hands over when the certificate changes.

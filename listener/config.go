@@ -40,7 +40,7 @@ type Config struct {
 	// SCEPURL, when set, makes the SCEP server's verify endpoint the judge
 	// of every connector (UID, revocation); empty means CA check, UID = CN.
 	SCEPURL        string        `envconfig:"SWL_SCEP_URL" desc:"SCEP server base URL for /api/cert/verify"`
-	VerifyCacheTTL time.Duration `envconfig:"SWL_VERIFY_CACHE_TTL" default:"60s" desc:"cache of positive verify answers; connected connectors are re-verified this often, and dropped after 5 re-checks in a row without an answer"`
+	VerifyCacheTTL time.Duration `envconfig:"SWL_VERIFY_CACHE_TTL" default:"60s" desc:"cache of positive verify answers, used also while the server is unreachable; connected connectors are re-verified this often, and dropped after 5 re-checks in a row without an answer"`
 	VerifyTimeout  time.Duration `envconfig:"SWL_VERIFY_TIMEOUT" default:"5s" desc:"timeout of one verify request"`
 
 	CRLPath    string        `envconfig:"SWL_CRL_PATH" desc:"CRL file (DER or PEM), re-read when it changes"`

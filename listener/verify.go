@@ -95,8 +95,8 @@ func (l *Listener) dropRevoked() {
 // recheckLoop asks the SCEP server again about every connected connector
 // each interval, so that a revoked one is cut off within about that time. A
 // definitive "no" disconnects; no answer at all (server down) keeps the
-// connection, while new handshakes fail closed, for recheckGrace intervals
-// in a row at most.
+// connection, for recheckGrace intervals in a row at most, while handshakes
+// without a cached answer fail closed (auth.SCEP.Verify).
 func (l *Listener) recheckLoop(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()

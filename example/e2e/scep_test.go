@@ -22,6 +22,7 @@ import (
 	"github.com/socket-warp/socket-warp/connector"
 	"github.com/socket-warp/socket-warp/connector/enroll"
 	"github.com/socket-warp/socket-warp/example/devca"
+	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -37,6 +38,9 @@ type scepCA struct {
 	hold atomic.Bool
 	// verifies counts the requests to /api/cert/verify.
 	verifies atomic.Int64
+	// verifyDown, while set, answers /api/cert/verify with 503, as a
+	// proxy in front of a stopped SCEP server does.
+	verifyDown atomic.Bool
 }
 
 func newSCEPCA(t *testing.T, clientValidity time.Duration, opts ...devca.Option) *scepCA {
@@ -54,6 +58,10 @@ func newSCEPCA(t *testing.T, clientValidity time.Duration, opts ...devca.Option)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/cert/verify" {
 			s.verifies.Add(1)
+			if s.verifyDown.Load() {
+				http.Error(w, "SCEP server down (the test)", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		if s.hold.Load() && r.URL.Query().Get("operation") == "PKIOperation" {
 			http.Error(w, "held by the test", http.StatusServiceUnavailable)
@@ -229,6 +237,66 @@ func TestRenewalWithoutRestart(t *testing.T) {
 	})
 }
 
+// TestRenewalSecretFileWithoutRestart: a connector whose update secret is
+// in renew_secret_file renews with the secret an operator writes there while
+// it runs (the file does not exist at start, then holds a wrong one), hands
+// over to the renewed certificate, and logs the secret nowhere.
+func TestRenewalSecretFileWithoutRestart(t *testing.T) {
+	const uid = "swc-secretfile"
+	// devca backdates NotBefore by five minutes: at renew_at 0.25 of a
+	// 6-minute life the renewal is due at once.
+	ca := newSCEPCA(t, time.Minute)
+	rl := ca.env.startListener(ca.env.listenerConfig())
+	cfg := ca.enrolledConnector(t, uid, rl.quicPort())
+	cfg.RenewAt = 0.25
+	cfg.RenewSecretFile = filepath.Join(t.TempDir(), "update-secret")
+	oldSerial := serialOf(t, cfg.ClientCertPath)
+	rc := ca.env.startConnector(cfg)
+	testutil.Eventually(t, "connector bound", func() bool { return rl.Connected(uid) })
+	testutil.Eventually(t, "renewal waits for a secret", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewal failed", "reason", "no update secret")
+	})
+
+	writeFile := func(data string) {
+		t.Helper()
+		tmp := cfg.RenewSecretFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfg.RenewSecretFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const wrong = "wrong-update-secret"
+	writeFile(wrong + "\n")
+	testutil.Eventually(t, "the wrong secret refused, and what to do said", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewal failed", "reason",
+			"the update secret in renew_secret_file "+cfg.RenewSecretFile+" is wrong or already used")
+	})
+
+	secret, err := ca.CreateSecret(uid, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(secret + "\n")
+	testutil.Eventually(t, "certificate renewed with the secret from the file", func() bool {
+		return testutil.Logged(rc.logs, "certificate renewed", "uid", uid)
+	})
+	newSerial := serialOf(t, cfg.ClientCertPath)
+	if newSerial == oldSerial {
+		t.Fatal("the certificate file still holds the old certificate")
+	}
+	testutil.Eventually(t, "the listener has the connector on the renewed certificate", func() bool {
+		return testutil.Logged(rl.logs, "connector handed over to a new connection", "new_serial", newSerial)
+	})
+	for _, e := range rc.logs.All() {
+		line := fmt.Sprintf("%s %v", e.Message, e.ContextMap())
+		if strings.Contains(line, secret) || strings.Contains(line, wrong) {
+			t.Errorf("a log line shows an update secret: %s", line)
+		}
+	}
+}
+
 func serialOf(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -306,6 +374,51 @@ func TestSCEPVerifyUnreachableFailsClosed(t *testing.T) {
 	}
 	if !testutil.Logged(rl.logs, "connector refused", "reason", "unreachable") {
 		t.Error("listener did not log why it refused")
+	}
+}
+
+// TestSCEPOutageKeepsCachedConnectors pins what the README says of an
+// outage of the verify endpoint: a connector whose certificate the SCEP
+// server accepted less than SWL_VERIFY_CACHE_TTL ago gets back in after it
+// reconnects, from the listener's cache; a connector it has no answer for
+// is refused until the server answers again. (That the cached answer ends
+// with the TTL is listener/auth's TestSCEPOutageAcceptsCachedOnly.)
+func TestSCEPOutageKeepsCachedConnectors(t *testing.T) {
+	ca := newSCEPCA(t, 0)
+	lcfg := ca.env.listenerConfig()
+	// A TTL longer than the test: no re-check runs meanwhile.
+	lcfg.SCEPURL, lcfg.VerifyCacheTTL, lcfg.VerifyTimeout = ca.url, 10*time.Minute, 5*time.Second
+	rl := ca.env.startListener(lcfg)
+	known := ca.enrolledConnector(t, "swc-known", rl.quicPort())
+	fresh := ca.enrolledConnector(t, "swc-fresh", rl.quicPort()) // enrolled, never connected
+	rc := ca.env.startConnector(known)
+	testutil.Eventually(t, "verified connector bound", func() bool { return rl.Connected("swc-known") })
+
+	ca.verifyDown.Store(true)
+	rc.stop()
+	testutil.Eventually(t, "connector gone", func() bool { return !rl.Connected("swc-known") })
+	asked := ca.verifies.Load()
+	ca.env.startConnector(known)
+	testutil.Eventually(t, "the known connector back in during the outage", func() bool { return rl.Connected("swc-known") })
+	if n := ca.verifies.Load() - asked; n != 0 {
+		t.Errorf("%d verify requests for the cached certificate, want none", n)
+	}
+
+	other := ca.env.startConnector(fresh)
+	testutil.Eventually(t, "the new connector refused during the outage", func() bool {
+		return testutil.Logged(other.logs, "listener refused this connector", "reason", "unexpected answer (503)")
+	})
+	if rl.Connected("swc-fresh") {
+		t.Fatal("a connector without a cached answer bound during the outage")
+	}
+	if !testutil.Logged(rl.logs, auth.UnavailableMessage, "reason", "503") {
+		t.Error("the listener did not say the SCEP server is unavailable")
+	}
+
+	ca.verifyDown.Store(false)
+	testutil.Eventually(t, "the new connector in once the server answers", func() bool { return rl.Connected("swc-fresh") })
+	if !rl.Connected("swc-known") {
+		t.Error("the known connector lost meanwhile")
 	}
 }
 

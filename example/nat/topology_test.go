@@ -195,15 +195,25 @@ func dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn
 	}
 }
 
-// namespacesWork reports why this machine cannot run the suite, or "".
+// namespacesWork reports why this machine cannot run the suite, or "":
+// every reason at once, so that one fix is not followed by another skip.
 func namespacesWork() string {
+	var why []string
 	if os.Geteuid() != 0 {
-		return "not root: network namespaces need CAP_NET_ADMIN"
+		why = append(why, "not root (network namespaces need CAP_NET_ADMIN)")
 	}
+	var missing []string
 	for _, tool := range []string{"ip", "nft", "conntrack"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return tool + " is not installed (apt-get install iproute2 nftables conntrack)"
+			missing = append(missing, tool)
 		}
+	}
+	if len(missing) > 0 {
+		why = append(why, fmt.Sprintf("%s not found on PATH (Debian: apt-get install iproute2 nftables conntrack)",
+			strings.Join(missing, ", ")))
+	}
+	if len(why) > 0 {
+		return strings.Join(why, "; ")
 	}
 	name := fmt.Sprintf("swprobe%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

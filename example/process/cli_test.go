@@ -22,7 +22,14 @@ import (
 // its exit code, stdout and stderr.
 func runCmd(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCmdIn(t, "", bin, env, args...)
+}
+
+// runCmdIn is runCmd in the working directory dir ("": the test's).
+func runCmdIn(t *testing.T, dir, bin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -43,10 +43,21 @@ systemd-analyze verify --man=no "$tmp"/*.service
 echo "verify: OK"
 
 step "systemd-analyze security (exposure, 0 = locked down, 10 = none)"
+got=
 for u in "${units[@]}"; do
 	# --threshold=20 (of 100): fail if a unit scores worse than 2.0.
-	systemd-analyze security --offline=yes --threshold=20 "$tmp/$u.service" | tail -n 1
+	line=$(systemd-analyze security --offline=yes --threshold=20 "$tmp/$u.service" | tail -n 1)
+	echo "$line"
+	got+="$line"$'\n'
 done
+# README.md quotes these lines (the block after <!-- check: systemd-security -->):
+# they must be what systemd-analyze says, not what it said once.
+want=$(awk '/<!-- check: systemd-security -->/ { m = 1; next } m && /^```/ { if (b) exit; b = 1; next } b' README.md)
+[ "${got%$'\n'}" = "$want" ] || fail "README.md (<!-- check: systemd-security -->) shows
+$want
+but systemd-analyze $(systemd-analyze --version | head -n 1 | cut -d' ' -f2) says
+${got%$'\n'}
+update the README"
 
 [ "${SYSTEMD_BOOT:-0}" = 1 ] || exit 0
 

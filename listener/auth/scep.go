@@ -37,6 +37,9 @@ const (
 	maxSCEPText   = 120      // bytes of a server's message quoted at most
 )
 
+// UnavailableMessage is logged when the verify endpoint stops answering.
+const UnavailableMessage = "scep server unavailable: certificates it accepted within the cache TTL are still accepted, others are refused until it answers"
+
 // scepAccepted are the client statuses a 200 answer may carry. A PENDING
 // client is renewing: both its old and its new certificate verify.
 var scepAccepted = map[string]bool{"ISSUED": true, "PENDING": true, "UPDATABLE": true}
@@ -206,7 +209,10 @@ func (s *SCEP) Endpoint() string {
 	return u.Redacted()
 }
 
-// Verify implements Verifier, answering from the cache when it can.
+// Verify implements Verifier, answering from the cache when it can: also
+// while the server is unavailable, a certificate it accepted less than
+// CacheTTL ago is accepted (a connector that reconnects after a network
+// blip), while one it has no answer for is refused.
 func (s *SCEP) Verify(ctx context.Context, state tls.ConnectionState) (string, error) {
 	leaf, err := scepLeaf(state)
 	if err != nil {
@@ -338,7 +344,9 @@ func (s *SCEP) fly(ctx context.Context, f *scepFlight, leaf *x509.Certificate, f
 	// story in the order it happened.
 	switch {
 	case startStreak:
-		s.log.Warn("scep server unavailable: connectors are refused until it answers", logging.Reason(err.Error()))
+		// Exact about the cache: a certificate the server accepted less
+		// than the TTL ago is still accepted (see Verify).
+		s.log.Warn(UnavailableMessage, logging.Reason(err.Error()), zap.Duration("cache_ttl", s.ttl))
 	case endStreak:
 		s.log.Info("scep server answers again")
 	}

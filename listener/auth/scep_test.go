@@ -472,6 +472,45 @@ func TestSCEPRecheck(t *testing.T) {
 	}
 }
 
+// TestSCEPOutageAcceptsCachedOnly pins what happens while the server is
+// down (README "Verification on the listener"): a certificate it accepted
+// less than CacheTTL ago is still accepted from the cache, without a
+// request, also after an unanswered Recheck; any other certificate is
+// refused; and once the TTL has passed since the last answer, so is the
+// cached one.
+func TestSCEPOutageAcceptsCachedOnly(t *testing.T) {
+	ca := newCA(t, "scep test CA")
+	known, unknown := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+	srv := newFakeSCEP(t, issued("ISSUED"))
+	clock := newFakeClock()
+	s := newSCEP(t, srv.URL, SCEPOptions{CacheTTL: time.Minute, Now: clock.Now})
+	ctx := context.Background()
+	if _, err := s.Verify(ctx, stateOf(known)); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.setAnswer(reply(503, "down for maintenance"))
+	clock.Advance(30 * time.Second)
+	before := srv.requests.Load()
+	if uid, err := s.Verify(ctx, stateOf(known)); err != nil || uid != "swc-1" {
+		t.Fatalf("the accepted certificate during the outage: %q, %v; want it accepted from the cache", uid, err)
+	}
+	if n := srv.requests.Load() - before; n != 0 {
+		t.Errorf("%d requests for a cached certificate, want none", n)
+	}
+	_, err := s.Verify(ctx, stateOf(unknown))
+	wantRefusal(t, err, "scep verify: unexpected answer (503): down for maintenance", true)
+	_, err = s.Recheck(ctx, stateOf(known))
+	wantRefusal(t, err, "scep verify: unexpected answer (503)", true)
+	if _, err := s.Verify(ctx, stateOf(known)); err != nil {
+		t.Fatalf("after an unanswered Recheck: %v; want the cached answer to stand", err)
+	}
+
+	clock.Advance(30 * time.Second) // a TTL since the server last answered
+	_, err = s.Verify(ctx, stateOf(known))
+	wantRefusal(t, err, "scep verify: unexpected answer (503)", true)
+}
+
 // waiters is how many callers wait for the request about cert.
 func (s *SCEP) waiters(cert *x509.Certificate) int {
 	s.mu.Lock()
@@ -578,7 +617,7 @@ func TestSCEPLogsUnavailabilityOncePerStreak(t *testing.T) {
 			t.Fatalf("err = %v, want ErrUnavailable", err)
 		}
 	}
-	const down = "scep server unavailable: connectors are refused until it answers"
+	const down = UnavailableMessage
 	if n := logs.FilterMessage(down).Len(); n != 1 {
 		t.Errorf("%d %q entries, want 1", n, down)
 	}
@@ -627,7 +666,7 @@ func TestSCEPCloseEndsFlights(t *testing.T) {
 	if n := srv.requests.Load(); n != 1 {
 		t.Errorf("%d requests, want 1 (none after Close)", n)
 	}
-	if n := logs.FilterMessage("scep server unavailable: connectors are refused until it answers").Len(); n != 0 {
+	if n := logs.FilterMessage(UnavailableMessage).Len(); n != 0 {
 		t.Errorf("Close logged the server as unavailable")
 	}
 	s.Close() // idempotent

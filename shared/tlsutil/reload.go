@@ -6,30 +6,23 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/shared/filewatch"
 )
 
 // Defaults for a Reloader's Run.
 const (
-	DefaultPollInterval = 30 * time.Second
-	DefaultDebounce     = 100 * time.Millisecond
+	DefaultPollInterval = filewatch.DefaultPollInterval
+	DefaultDebounce     = filewatch.DefaultDebounce
 )
-
-// kubeDataDir is the symlink a Kubernetes secret or configmap volume swaps
-// atomically on every update; the files themselves are symlinks through it
-// and never change.
-const kubeDataDir = "..data"
 
 // Reloader holds a certificate, its key and a CA pool loaded from files, and
 // replaces them when the files change. TLS configurations made by it read the
@@ -47,9 +40,8 @@ type Reloader struct {
 
 	cur atomic.Pointer[material]
 
-	mu    sync.Mutex // serialises Reload; guards the following fields
-	stats [3]fileStat
-	subs  []chan struct{}
+	mu   sync.Mutex // serialises Reload; guards the following field
+	subs []chan struct{}
 }
 
 // material is one consistent load of the three files; never modified.
@@ -94,12 +86,10 @@ func NewReloader(certPath, keyPath, caPath string, log *zap.Logger, opts ...Relo
 	for _, o := range opts {
 		o(r)
 	}
-	stats := r.statFiles()
 	m, err := r.load()
 	if err != nil {
 		return nil, err
 	}
-	r.stats = stats
 	r.cur.Store(m)
 	r.log.Info("certificates loaded", m.fields()...)
 	return r, nil
@@ -115,9 +105,6 @@ func NewReloader(certPath, keyPath, caPath string, log *zap.Logger, opts ...Relo
 func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// Stat before reading: should a file change in between, the next poll
-	// sees a difference and reloads once more, which costs nothing.
-	r.stats = r.statFiles()
 	m, err := r.load()
 	if err != nil {
 		r.log.Error("certificate reload failed, keeping the previous certificates", zap.Error(err))
@@ -257,105 +244,18 @@ func (r *Reloader) Subscribe() <-chan struct{} {
 }
 
 // Run watches the files until ctx ends, calling Reload when one of them
-// changes, and returns nil once ctx has ended and every goroutine it started
-// has too.
-//
-// It watches the directories that hold the files rather than the files, since
-// editors, mv and certificate tools replace a file by renaming another over
-// it, and Kubernetes swaps a "..data" symlink. Bursts of events are debounced.
-// As a fallback it also polls the files' size, modification time and
-// identity. Should the file system refuse to be watched, Run logs a warning
-// and polls only.
+// changes (see filewatch.Run: directory events, debounced, and polling as a
+// fallback), and returns nil once ctx has ended and every goroutine it
+// started has too.
 func (r *Reloader) Run(ctx context.Context) error {
-	names := map[string]bool{kubeDataDir: true}
-	dirs := map[string]bool{}
-	for _, p := range []string{r.certPath, r.keyPath, r.caPath} {
-		names[filepath.Base(p)] = true
-		dirs[filepath.Dir(p)] = true
+	poll := r.poll
+	if poll <= 0 {
+		poll = -1 // filewatch: off
 	}
-
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		r.log.Warn("cannot watch certificate files, polling only",
-			zap.Duration("poll_interval", r.poll), zap.Error(err))
-	} else {
-		defer w.Close() // waits for the watcher's goroutine to end
-		events, errs = w.Events, w.Errors
-		r.watchDirs(w, dirs, true)
-	}
-
-	var tick <-chan time.Time
-	if r.poll > 0 {
-		t := time.NewTicker(r.poll)
-		defer t.Stop()
-		tick = t.C
-	}
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	defer debounce.Stop()
-
-	// Catch what changed between NewReloader and now.
-	r.reloadIfStatChanged()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if names[filepath.Base(ev.Name)] {
-				debounce.Reset(r.debounce)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			r.log.Warn("certificate file watch", zap.Error(err))
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				debounce.Reset(r.debounce) // events were lost
-			}
-		case <-debounce.C:
-			_ = r.Reload() // logs its errors
-		case <-tick:
-			if w != nil {
-				r.watchDirs(w, dirs, false) // a directory may have been replaced
-			}
-			r.reloadIfStatChanged()
-		}
-	}
-}
-
-// watchDirs adds the directories that are not watched yet. A failure is
-// logged once (at start); polling still covers the files.
-func (r *Reloader) watchDirs(w *fsnotify.Watcher, dirs map[string]bool, first bool) {
-	watched := map[string]bool{}
-	for _, d := range w.WatchList() {
-		watched[d] = true
-	}
-	for d := range dirs {
-		if watched[d] {
-			continue
-		}
-		if err := w.Add(d); err != nil && first {
-			r.log.Warn("cannot watch certificate directory, polling only",
-				zap.String("dir", d), zap.Duration("poll_interval", r.poll), zap.Error(err))
-		}
-	}
-}
-
-func (r *Reloader) reloadIfStatChanged() {
-	now := r.statFiles()
-	r.mu.Lock()
-	same := statsEqual(now, r.stats)
-	r.mu.Unlock()
-	if !same {
-		_ = r.Reload() // logs its errors
-	}
+	filewatch.Run(ctx, []string{r.certPath, r.keyPath, r.caPath},
+		filewatch.Options{Poll: poll, Debounce: r.debounce, What: "certificate", Log: r.log},
+		func() { _ = r.Reload() }) // Reload logs its errors
+	return nil
 }
 
 // parseCACerts parses every PEM "CERTIFICATE" of the CA file at path; the
@@ -381,36 +281,4 @@ func parseCACerts(path string, data []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("CA certificate %s: no PEM certificate found", path)
 	}
 	return out, nil
-}
-
-// fileStat is what polling compares. os.Stat follows symlinks, so a swapped
-// link shows as a different file.
-type fileStat struct {
-	err string
-	fi  os.FileInfo
-}
-
-func (a fileStat) equal(b fileStat) bool {
-	if a.fi == nil || b.fi == nil {
-		return a.fi == nil && b.fi == nil && a.err == b.err
-	}
-	return os.SameFile(a.fi, b.fi) && a.fi.Size() == b.fi.Size() &&
-		a.fi.ModTime().Equal(b.fi.ModTime()) && a.fi.Mode() == b.fi.Mode()
-}
-
-func statsEqual(a, b [3]fileStat) bool {
-	return a[0].equal(b[0]) && a[1].equal(b[1]) && a[2].equal(b[2])
-}
-
-func (r *Reloader) statFiles() [3]fileStat {
-	var out [3]fileStat
-	for i, p := range []string{r.certPath, r.keyPath, r.caPath} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			out[i] = fileStat{err: err.Error()}
-			continue
-		}
-		out[i] = fileStat{fi: fi}
-	}
-	return out
 }

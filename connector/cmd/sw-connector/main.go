@@ -76,7 +76,7 @@ func run() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal kills at once, mid-drain
-	defer sighup.Handle(ctx, func() { _ = c.ReloadCertificates() })()
+	defer sighup.Handle(ctx, func() { _ = c.Reload() })()
 	if err := c.Run(ctx); err != nil {
 		log.Error("stopped", logging.Reason(err.Error()))
 		os.Exit(1)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/auth"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
@@ -37,7 +38,7 @@ import (
 )
 
 // ErrShuttingDown is returned by API calls that arrive during shutdown.
-var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavailable)
+var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", port.ErrUnavailable)
 
 // Listener is one sw-listener.
 type Listener struct {
@@ -58,7 +59,7 @@ type Listener struct {
 	pprof      *debugserver.Server // nil without SWL_PPROF_ADDR
 
 	store  store.Store
-	stored []api.Port // read by New, re-opened by Run
+	stored []port.Spec // read by New, re-opened by Run
 
 	probes   uidLocks // one liveness probe per UID at a time
 	uidConns uidConns // tunnelled connections per UID, for SWL_MAX_CONNS_PER_UID
@@ -479,15 +480,15 @@ func closeReason(err error) string {
 	}
 }
 
-// Open implements api.Service. The port is bound first, then saved in the
+// OpenPort implements api.Service. The port is bound first, then saved in the
 // state file; if saving fails the port is closed again, so that what is
 // served and what a restart re-opens always agree. Opening a port that is
 // listed with an error because it cannot be served as stored binds it, with
 // p replacing the stored one.
-func (l *Listener) Open(_ context.Context, p api.Port) error {
+func (l *Listener) OpenPort(_ context.Context, p port.Spec) error {
 	p.Error = ""
 	if l.sessions.Get(p.UID) == nil {
-		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, api.ErrNotConnected)
+		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, port.ErrNotConnected)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -495,10 +496,10 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 		return fmt.Errorf("open port %d: %w", p.Port, ErrShuttingDown)
 	}
 	if _, ok := l.ports[p.Port]; ok {
-		return fmt.Errorf("open port %d: %w", p.Port, api.ErrAlreadyOpen)
+		return fmt.Errorf("open port %d: %w", p.Port, port.ErrAlreadyOpen)
 	}
 	if limit := l.cfg.MaxPorts; limit > 0 && len(l.ports) >= limit {
-		return fmt.Errorf("open port %d: too many open ports (limit %d, SWL_MAX_PORTS): %w", p.Port, limit, api.ErrLimit)
+		return fmt.Errorf("open port %d: too many open ports (limit %d, SWL_MAX_PORTS): %w", p.Port, limit, port.ErrLimit)
 	}
 	b, err := l.bind(l.runCtx, p, false)
 	if err != nil {
@@ -516,41 +517,41 @@ func (l *Listener) Open(_ context.Context, p api.Port) error {
 	return nil
 }
 
-// Close implements api.Service: the port is removed from the state file,
+// ClosePort implements api.Service: the port is removed from the state file,
 // then stops listening and every tunnelled connection it carries is ended.
 // If the state file cannot be changed the port stays open: a restart would
 // re-open it, so it must not look closed now. A port that cannot be served
 // as stored is only removed from the state file.
-func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
+func (l *Listener) ClosePort(_ context.Context, number int) (port.Spec, error) {
 	l.mu.Lock()
-	b := l.ports[port]
-	f, failed := l.failed[port]
+	b := l.ports[number]
+	f, failed := l.failed[number]
 	if b == nil && !failed {
 		l.mu.Unlock()
-		return api.Port{}, fmt.Errorf("close port %d: %w", port, api.ErrNotOpen)
+		return port.Spec{}, fmt.Errorf("close port %d: %w", number, port.ErrNotOpen)
 	}
-	if err := l.store.Delete(port); err != nil {
+	if err := l.store.Delete(number); err != nil {
 		l.mu.Unlock()
-		return api.Port{}, fmt.Errorf("close port %d: not closed: %v", port, err)
+		return port.Spec{}, fmt.Errorf("close port %d: not closed: %v", number, err)
 	}
-	delete(l.ports, port)
-	delete(l.failed, port)
+	delete(l.ports, number)
+	delete(l.failed, number)
 	l.mu.Unlock()
 	if b == nil {
 		f.spec.Error = f.err.Error()
-		l.log.Info("port closed", logging.UID(f.spec.UID), logging.Port(port), logging.Reason("it was not bound: "+f.spec.Error))
+		l.log.Info("port closed", logging.UID(f.spec.UID), logging.Port(number), logging.Reason("it was not bound: "+f.spec.Error))
 		return f.spec, nil
 	}
 	b.close()
-	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(port), logging.Target(b.target))
+	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(number), logging.Target(b.target))
 	return b.spec, nil
 }
 
 // List implements api.Service. A served port whose listening socket died
 // has an Error until it is bound anew.
-func (l *Listener) List() []api.Port {
+func (l *Listener) List() []port.Spec {
 	l.mu.Lock()
-	out := make([]api.Port, 0, len(l.ports)+len(l.failed))
+	out := make([]port.Spec, 0, len(l.ports)+len(l.failed))
 	for _, b := range l.ports {
 		p := b.spec
 		p.Error = b.notListening()
@@ -567,22 +568,22 @@ func (l *Listener) List() []api.Port {
 }
 
 // Live implements api.Service.
-func (l *Listener) Live(port int) *api.Live {
+func (l *Listener) Live(number int) *port.Live {
 	l.mu.Lock()
-	b := l.ports[port]
+	b := l.ports[number]
 	l.mu.Unlock()
 	if b == nil {
 		return nil
 	}
-	return &api.Live{ActiveConnections: b.active.Load(), BytesUp: b.bytesUp.Load(), BytesDown: b.bytesDown.Load()}
+	return &port.Live{ActiveConnections: b.active.Load(), BytesUp: b.bytesUp.Load(), BytesDown: b.bytesDown.Load()}
 }
 
 // Connections implements api.Service: the connected connectors, by UID.
-func (l *Listener) Connections() []api.Connection {
+func (l *Listener) Connections() []port.Connection {
 	sessions := l.sessions.All()
-	out := make([]api.Connection, 0, len(sessions))
+	out := make([]port.Connection, 0, len(sessions))
 	for _, s := range sessions {
-		out = append(out, api.Connection{
+		out = append(out, port.Connection{
 			UID:            s.UID,
 			Remote:         s.Remote,
 			ConnectedSince: s.Since.UTC(),

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/logging"
 )
@@ -22,7 +22,7 @@ const stateLockTimeout = time.Second
 // replaces it: retrying could not help. A stored port whose address is
 // taken is served all the same and bound in the background (bind).
 type failedPort struct {
-	spec api.Port
+	spec port.Spec
 	err  error
 }
 

@@ -20,9 +20,7 @@ import (
 // for good, as after a failure the listener did not cause.
 func killSocket(t *testing.T, l *Listener, port int) {
 	t.Helper()
-	l.mu.Lock()
-	ln := l.ports[port].socks[0].listener()
-	l.mu.Unlock()
+	ln := l.ports.get(port).socks[0].listener()
 	rc, err := ln.SyscallConn()
 	if err != nil {
 		t.Fatal(err)

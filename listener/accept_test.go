@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
@@ -20,9 +20,7 @@ import (
 // for good, as after a failure the listener did not cause.
 func killSocket(t *testing.T, l *Listener, port int) {
 	t.Helper()
-	l.mu.Lock()
-	ln := l.ports[port].socks[0].listener()
-	l.mu.Unlock()
+	ln := l.ports.get(port).socks[0].listener()
 	rc, err := ln.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +57,7 @@ func TestDeadPortSocketIsBoundAnew(t *testing.T) {
 	})
 	playConnector(t, connectorConn(t, f, l.Listener, "swc-1"), wire.VerdictOK)
 	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
-	spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal", ConnectPort: 7}
+	spec := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal", ConnectPort: 7}
 	if status, body := httpDo(t, http.MethodPost, l.api+"/open", "", openBody(spec)); status != http.StatusOK {
 		t.Fatalf("open: %d %s", status, body)
 	}
@@ -86,7 +84,7 @@ func TestDeadPortSocketIsBoundAnew(t *testing.T) {
 		t.Fatalf("the port of the dead socket is still taken: %v", d.err)
 	}
 	wantErr := fmt.Sprintf("listener died: accept tcp 127.0.0.1:%d: ", spec.Port)
-	var listed api.Port
+	var listed port.Spec
 	testutil.Eventually(t, "a failed attempt to bind it anew listed", func() bool {
 		listed = l.listPorts(t)[0]
 		return strings.Contains(listed.Error, "address already in use")

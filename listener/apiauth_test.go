@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -46,7 +47,7 @@ func expectAuth(t *testing.T, base, token string) {
 	}
 	// Past the check, the API answers as ever.
 	status, body := httpDo(t, http.MethodPost, base+"/open", token,
-		openBody(api.Port{UID: "swc-1", Port: 1, ConnectAddress: "a", ConnectPort: 1}))
+		openBody(port.Spec{UID: "swc-1", Port: 1, ConnectAddress: "a", ConnectPort: 1}))
 	if status != http.StatusNotFound || !strings.Contains(body, "uid is not connected") {
 		t.Fatalf("open with the token: %d %s", status, body)
 	}

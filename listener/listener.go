@@ -24,6 +24,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/auth"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
@@ -37,7 +38,7 @@ import (
 )
 
 // ErrShuttingDown is returned by API calls that arrive during shutdown.
-var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", api.ErrUnavailable)
+var ErrShuttingDown = fmt.Errorf("listener is shutting down: %w", port.ErrUnavailable)
 
 // Listener is one sw-listener.
 type Listener struct {
@@ -58,7 +59,7 @@ type Listener struct {
 	pprof      *debugserver.Server // nil without SWL_PPROF_ADDR
 
 	store  store.Store
-	stored []api.Port // read by New, re-opened by Run
+	stored []port.Spec // read by New, re-opened by Run
 
 	probes   uidLocks // one liveness probe per UID at a time
 	uidConns uidConns // tunnelled connections per UID, for SWL_MAX_CONNS_PER_UID
@@ -77,11 +78,7 @@ type Listener struct {
 	portDownHook    func(port int)
 	refusedRequests apiRefusalCounts // API requests, by api.RefusalReasons
 
-	mu      sync.Mutex // guards the following fields
-	ports   map[int]*binding
-	failed  map[int]failedPort // stored, but cannot be served as stored
-	runCtx  context.Context
-	stopped bool
+	ports *portTable
 }
 
 // New opens the state file, loads the certificates and binds the QUIC and
@@ -96,8 +93,7 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 		log:      log,
 		floodLog: logging.Flood(log),
 		sessions: registry.New(),
-		ports:    map[int]*binding{},
-		failed:   map[int]failedPort{},
+		ports:    newPortTable(cfg.MaxPorts),
 	}
 	// First, before anything is loaded, logged or bound: a wrong path,
 	// or another listener on the file, is then the only thing New says.
@@ -259,11 +255,8 @@ func (l *Listener) Run(ctx context.Context) error {
 	defer endTunnels()
 	connCtx, closeConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeConns()
-	l.mu.Lock()
-	l.runCtx = tunnelCtx // the parent of every port's tunnels
 	// Before the API serves its first request.
-	l.restoreLocked()
-	l.mu.Unlock()
+	l.restore(tunnelCtx)
 
 	var wg sync.WaitGroup
 	fatal := make(chan error, len(l.apiLns)+1)
@@ -326,12 +319,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		_ = srv.Shutdown(shutCtx)
 		done()
 	}
-	l.mu.Lock()
-	l.stopped = true
-	bindings := l.ports
-	l.ports = map[int]*binding{}
-	clear(l.failed)
-	l.mu.Unlock()
+	bindings := l.ports.stop()
 	// No new connector and no new client from here on; the tunnels that
 	// run drain over the connections that carry them.
 	l.refuseConnectors()
@@ -479,110 +467,99 @@ func closeReason(err error) string {
 	}
 }
 
-// Open implements api.Service. The port is bound first, then saved in the
-// state file; if saving fails the port is closed again, so that what is
+// OpenPort implements api.Service. The port is bound first, then saved in
+// the state file; if saving fails the port is closed again, so that what is
 // served and what a restart re-opens always agree. Opening a port that is
 // listed with an error because it cannot be served as stored binds it, with
-// p replacing the stored one.
-func (l *Listener) Open(_ context.Context, p api.Port) error {
+// p replacing the stored one. Neither the bind nor the save holds up
+// anything but the opens and closes of the same port (portTable).
+func (l *Listener) OpenPort(ctx context.Context, p port.Spec) error {
 	p.Error = ""
 	if l.sessions.Get(p.UID) == nil {
-		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, api.ErrNotConnected)
+		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, port.ErrNotConnected)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped || l.runCtx == nil {
-		return fmt.Errorf("open port %d: %w", p.Port, ErrShuttingDown)
-	}
-	if _, ok := l.ports[p.Port]; ok {
-		return fmt.Errorf("open port %d: %w", p.Port, api.ErrAlreadyOpen)
-	}
-	if limit := l.cfg.MaxPorts; limit > 0 && len(l.ports) >= limit {
-		return fmt.Errorf("open port %d: too many open ports (limit %d, SWL_MAX_PORTS): %w", p.Port, limit, api.ErrLimit)
-	}
-	b, err := l.bind(l.runCtx, p, false)
+	parent, err := l.ports.reserveOpen(ctx, p.Port)
 	if err != nil {
 		return fmt.Errorf("open port %d: %w", p.Port, err)
 	}
+	b, err := l.bind(parent, p, false)
+	if err != nil {
+		l.ports.abortOpen(p.Port)
+		return fmt.Errorf("open port %d: %w", p.Port, err)
+	}
 	if err := l.store.Put(p); err != nil {
+		// Closed before the number is given back: the next open of it
+		// must find the address free.
 		b.close()
+		l.ports.abortOpen(p.Port)
 		// %v: a failing state file is the listener's problem (500),
 		// whatever the OS said about it.
 		return fmt.Errorf("open port %d: not opened: %v", p.Port, err)
 	}
-	delete(l.failed, p.Port)
-	l.ports[p.Port] = b
+	l.ports.commitOpen(b)
 	l.log.Info("port opened", logging.UID(p.UID), logging.Port(p.Port), logging.Target(b.target), proxyField(p))
 	return nil
 }
 
-// Close implements api.Service: the port is removed from the state file,
-// then stops listening and every tunnelled connection it carries is ended.
-// If the state file cannot be changed the port stays open: a restart would
-// re-open it, so it must not look closed now. A port that cannot be served
-// as stored is only removed from the state file.
-func (l *Listener) Close(_ context.Context, port int) (api.Port, error) {
-	l.mu.Lock()
-	b := l.ports[port]
-	f, failed := l.failed[port]
-	if b == nil && !failed {
-		l.mu.Unlock()
-		return api.Port{}, fmt.Errorf("close port %d: %w", port, api.ErrNotOpen)
+// ClosePort implements api.Service: the port is removed from the state
+// file, then stops listening and every tunnelled connection it carries is
+// ended. If the state file cannot be changed the port stays open: a restart
+// would re-open it, so it must not look closed now. A port that cannot be
+// served as stored is only removed from the state file.
+func (l *Listener) ClosePort(ctx context.Context, number int) (port.Spec, error) {
+	b, f, err := l.ports.reserveClose(ctx, number)
+	if err != nil {
+		return port.Spec{}, fmt.Errorf("close port %d: %w", number, err)
 	}
-	if err := l.store.Delete(port); err != nil {
-		l.mu.Unlock()
-		return api.Port{}, fmt.Errorf("close port %d: not closed: %v", port, err)
+	if err := l.store.Delete(number); err != nil {
+		l.ports.abortClose(number)
+		return port.Spec{}, fmt.Errorf("close port %d: not closed: %v", number, err)
 	}
-	delete(l.ports, port)
-	delete(l.failed, port)
-	l.mu.Unlock()
+	l.ports.commitClose(number)
 	if b == nil {
 		f.spec.Error = f.err.Error()
-		l.log.Info("port closed", logging.UID(f.spec.UID), logging.Port(port), logging.Reason("it was not bound: "+f.spec.Error))
+		l.log.Info("port closed", logging.UID(f.spec.UID), logging.Port(number), logging.Reason("it was not bound: "+f.spec.Error))
 		return f.spec, nil
 	}
 	b.close()
-	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(port), logging.Target(b.target))
+	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(number), logging.Target(b.target))
 	return b.spec, nil
 }
 
 // List implements api.Service. A served port whose listening socket died
 // has an Error until it is bound anew.
-func (l *Listener) List() []api.Port {
-	l.mu.Lock()
-	out := make([]api.Port, 0, len(l.ports)+len(l.failed))
-	for _, b := range l.ports {
+func (l *Listener) List() []port.Spec {
+	bound, failed, _ := l.ports.view()
+	out := make([]port.Spec, 0, len(bound)+len(failed))
+	for _, b := range bound {
 		p := b.spec
 		p.Error = b.notListening()
 		out = append(out, p)
 	}
-	for _, f := range l.failed {
+	for _, f := range failed {
 		p := f.spec
 		p.Error = f.err.Error()
 		out = append(out, p)
 	}
-	l.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
 }
 
 // Live implements api.Service.
-func (l *Listener) Live(port int) *api.Live {
-	l.mu.Lock()
-	b := l.ports[port]
-	l.mu.Unlock()
+func (l *Listener) Live(number int) *port.Live {
+	b := l.ports.get(number)
 	if b == nil {
 		return nil
 	}
-	return &api.Live{ActiveConnections: b.active.Load(), BytesUp: b.bytesUp.Load(), BytesDown: b.bytesDown.Load()}
+	return &port.Live{ActiveConnections: b.active.Load(), BytesUp: b.bytesUp.Load(), BytesDown: b.bytesDown.Load()}
 }
 
 // Connections implements api.Service: the connected connectors, by UID.
-func (l *Listener) Connections() []api.Connection {
+func (l *Listener) Connections() []port.Connection {
 	sessions := l.sessions.All()
-	out := make([]api.Connection, 0, len(sessions))
+	out := make([]port.Connection, 0, len(sessions))
 	for _, s := range sessions {
-		out = append(out, api.Connection{
+		out = append(out, port.Connection{
 			UID:            s.UID,
 			Remote:         s.Remote,
 			ConnectedSince: s.Since.UTC(),

@@ -18,7 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -194,7 +194,7 @@ func TestRunWithoutConnections(t *testing.T) {
 	}
 	expectFree(t, "udp", cfg.Port)
 	expectFree(t, "tcp", cfg.APIPort)
-	if err := l.Open(context.Background(), api.Port{UID: "swc-1", Port: 1, ConnectAddress: "a", ConnectPort: 1}); !errors.Is(err, api.ErrNotConnected) {
+	if err := l.OpenPort(context.Background(), port.Spec{UID: "swc-1", Port: 1, ConnectAddress: "a", ConnectPort: 1}); !errors.Is(err, port.ErrNotConnected) {
 		t.Fatalf("Open after Run: %v", err)
 	}
 }
@@ -230,16 +230,16 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 
 	conn := connectorConn(t, f, l, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
-	port := testutil.FreePort(t)
-	spec := api.Port{UID: "swc-1", Port: port, ConnectAddress: "db.internal", ConnectPort: 5432}
-	if err := l.Open(ctx, spec); err != nil {
+	number := testutil.FreePort(t)
+	spec := port.Spec{UID: "swc-1", Port: number, ConnectAddress: "db.internal", ConnectPort: 5432}
+	if err := l.OpenPort(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.List(); len(got) != 1 || got[0] != spec {
 		t.Fatalf("List = %+v, want [%+v]", got, spec)
 	}
 
-	client, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	client, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: number})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := wire.Header{TargetHost: "db.internal", TargetPort: 5432, ClientAddr: client.LocalAddr().String(), OpenedPort: uint16(port)}
+	want := wire.Header{TargetHost: "db.internal", TargetPort: 5432, ClientAddr: client.LocalAddr().String(), OpenedPort: uint16(number)}
 	if hdr != want {
 		t.Fatalf("stream header %+v, want %+v", hdr, want)
 	}
@@ -280,14 +280,14 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 		return testutil.Logged(logs, "tunnel refused by connector", logging.KeyReason, "forbidden: target not in policy")
 	})
 
-	if _, err := l.Close(ctx, port); err != nil {
+	if _, err := l.ClosePort(ctx, number); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Close(ctx, port); !errors.Is(err, api.ErrNotOpen) {
-		t.Fatalf("second Close: %v, want %v", err, api.ErrNotOpen)
+	if _, err := l.ClosePort(ctx, number); !errors.Is(err, port.ErrNotOpen) {
+		t.Fatalf("second ClosePort: %v, want %v", err, port.ErrNotOpen)
 	}
 	if got := l.List(); len(got) != 0 {
-		t.Fatalf("List after Close = %+v", got)
+		t.Fatalf("List after ClosePort = %+v", got)
 	}
 }
 

@@ -126,22 +126,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		rtt := s.Conn.ConnectionStats().SmoothedRTT
 		ch <- prometheus.MustNewConstMetric(descRTT, prometheus.GaugeValue, rtt.Seconds(), s.UID)
 	}
-	// Copied under the lock, sent after it: a scrape must not hold up
-	// /open and /close while the registry takes the metrics.
 	type portFigures struct {
 		uid, port                string
 		active, bytesUp, bytesDn int64
 	}
-	l.mu.Lock()
-	ports := make([]portFigures, 0, len(l.ports))
+	bound, _, _ := l.ports.view()
+	ports := make([]portFigures, 0, len(bound))
 	down := 0
-	for port, b := range l.ports {
-		ports = append(ports, portFigures{b.spec.UID, strconv.Itoa(port), b.active.Load(), b.bytesUp.Load(), b.bytesDown.Load()})
+	for _, b := range bound {
+		ports = append(ports, portFigures{b.spec.UID, strconv.Itoa(b.spec.Port), b.active.Load(), b.bytesUp.Load(), b.bytesDown.Load()})
 		if b.notListening() != "" {
 			down++
 		}
 	}
-	l.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descPorts, prometheus.GaugeValue, float64(len(ports)-down))
 	ch <- prometheus.MustNewConstMetric(descPortsDown, prometheus.GaugeValue, float64(down))
 	for k := range numAcceptKinds {
@@ -187,22 +184,18 @@ func (l *Listener) MetricsAddr() net.Addr {
 // bound: its clients are not
 // served meanwhile, and a balancer may send them to another listener.
 func (l *Listener) ready() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.stopped:
-		return errors.New("shutting down")
-	case l.runCtx == nil:
-		return errors.New("starting")
+	bound, _, err := l.ports.view()
+	if err != nil {
+		return err
 	}
 	type portDown struct {
 		port int
 		why  string
 	}
 	var down []portDown
-	for port, b := range l.ports {
+	for _, b := range bound {
 		if why := b.notListening(); why != "" {
-			down = append(down, portDown{port, why})
+			down = append(down, portDown{b.spec.Port, why})
 		}
 	}
 	if len(down) == 0 {

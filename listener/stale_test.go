@@ -14,7 +14,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -151,11 +151,11 @@ func expectAlive(t *testing.T, conn *quic.Conn) {
 
 func (r *running) openPort(t *testing.T, uid string) int {
 	t.Helper()
-	port := testutil.FreePort(t)
-	if err := r.Open(context.Background(), api.Port{UID: uid, Port: port, ConnectAddress: "echo.internal", ConnectPort: 7}); err != nil {
+	n := testutil.FreePort(t)
+	if err := r.OpenPort(context.Background(), port.Spec{UID: uid, Port: n, ConnectAddress: "echo.internal", ConnectPort: 7}); err != nil {
 		t.Fatal(err)
 	}
-	return port
+	return n
 }
 
 func dial(t *testing.T, port int) *net.TCPConn {

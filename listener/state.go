@@ -1,13 +1,14 @@
 package listener
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/logging"
 )
@@ -22,7 +23,7 @@ const stateLockTimeout = time.Second
 // replaces it: retrying could not help. A stored port whose address is
 // taken is served all the same and bound in the background (bind).
 type failedPort struct {
-	spec api.Port
+	spec port.Spec
 	err  error
 }
 
@@ -43,27 +44,29 @@ func (l *Listener) openStore() error {
 	return nil
 }
 
-// restoreLocked re-opens every stored port, whether or not its connector
-// is connected (its clients are refused until it is). A port whose address
+// restore re-opens every stored port, whether or not its connector is
+// connected (its clients are refused until it is), with parent the context
+// of their tunnels, and then opens the port table. A port whose address
 // cannot be bound now (another program on it) is bound anew until that
 // works, as if its socket had died: the listener that restarted must come
 // back to what it served without anyone re-opening it. A port that cannot
 // be served at all is kept, logged and listed with its error.
-func (l *Listener) restoreLocked() {
+func (l *Listener) restore(parent context.Context) {
 	// Said here, not when New opens it first: a certificate or address
 	// that fails New after it must be the only thing New says.
 	path, _ := filepath.Abs(l.cfg.StatePath)
 	l.log.Info("state file opened", zap.String("path", path), zap.Int("ports", len(l.stored)))
+	bound, failed := map[int]*binding{}, map[int]failedPort{}
 	for _, p := range l.stored {
 		log := l.log.With(logging.UID(p.UID), logging.Port(p.Port))
-		b, err := l.bind(l.runCtx, p, true)
+		b, err := l.bind(parent, p, true)
 		if err != nil {
-			l.failed[p.Port] = failedPort{spec: p, err: err}
+			failed[p.Port] = failedPort{spec: p, err: err}
 			log.Error("port restore failed", logging.Reason(err.Error()),
 				zap.String("hint", "GET /list shows it with its error; POST /open replaces it, DELETE /close forgets it"))
 			continue
 		}
-		l.ports[p.Port] = b
+		bound[p.Port] = b
 		if why := b.notListening(); why != "" {
 			log.Error("port restore failed, re-binding", logging.Target(b.target), proxyField(p), logging.Reason(why),
 				zap.String("hint", "it is bound as soon as its address is free; GET /list and /readyz show why meanwhile, DELETE /close forgets it"))
@@ -78,6 +81,7 @@ func (l *Listener) restoreLocked() {
 			zap.Int("ports", len(l.stored)), zap.Int("max_ports", max))
 	}
 	l.stored = nil
+	l.ports.start(parent, bound, failed)
 }
 
 // closeStore releases the state file (and its lock) once nothing can

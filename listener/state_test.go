@@ -23,7 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -97,17 +97,17 @@ func httpDo(t *testing.T, method, url, token, body string) (int, string) {
 }
 
 // listPorts is GET /list, decoded.
-func (l *launched) listPorts(t *testing.T) []api.Port {
+func (l *launched) listPorts(t *testing.T) []port.Spec {
 	t.Helper()
 	status, body := httpDo(t, http.MethodGet, l.api+"/list", "", "")
-	var ports []api.Port
+	var ports []port.Spec
 	if err := json.Unmarshal([]byte(body), &ports); status != http.StatusOK || err != nil {
 		t.Fatalf("list: %d %s", status, body)
 	}
 	return ports
 }
 
-func openBody(p api.Port) string {
+func openBody(p port.Spec) string {
 	return fmt.Sprintf(`{"uid":%q,"port":%d,"connect_address":%q,"connect_port":%d}`, p.UID, p.Port, p.ConnectAddress, p.ConnectPort)
 }
 
@@ -145,7 +145,7 @@ func expectBound(t *testing.T, port int) {
 }
 
 // seed writes ports to the state file at path, as a previous run would.
-func seed(t *testing.T, path string, ports ...api.Port) {
+func seed(t *testing.T, path string, ports ...port.Spec) {
 	t.Helper()
 	s, err := store.OpenBolt(path, time.Second)
 	if err != nil {
@@ -160,7 +160,7 @@ func seed(t *testing.T, path string, ports ...api.Port) {
 }
 
 // stored reads the state file at path.
-func stored(t *testing.T, path string) []api.Port {
+func stored(t *testing.T, path string) []port.Spec {
 	t.Helper()
 	s, err := store.OpenBolt(path, time.Second)
 	if err != nil {
@@ -184,7 +184,7 @@ func TestOpenedPortsSurviveRestart(t *testing.T) {
 	first := launch(t, cfg)
 	connectorConn(t, f, first.Listener, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return first.Connected("swc-1") })
-	spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
+	spec := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
 	if status, body := httpDo(t, http.MethodPost, first.api+"/open", "", openBody(spec)); status != http.StatusOK {
 		t.Fatalf("open: %d %s", status, body)
 	}
@@ -192,7 +192,7 @@ func TestOpenedPortsSurviveRestart(t *testing.T) {
 	expectFree(t, "tcp", spec.Port)
 
 	second := launch(t, cfg)
-	if got := second.listPorts(t); !reflect.DeepEqual(got, []api.Port{spec}) {
+	if got := second.listPorts(t); !reflect.DeepEqual(got, []port.Spec{spec}) {
 		t.Fatalf("list after a restart: %+v, want [%+v]", got, spec)
 	}
 	status, body := httpDo(t, http.MethodGet, second.api+"/list", "", "")
@@ -236,20 +236,20 @@ func TestRestoreBindsTakenPortsAnew(t *testing.T) {
 	f := newFiles(t)
 	cfg := f.config()
 	freedLn, closedLn := testutil.Listen(t), testutil.Listen(t)
-	free := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal", ConnectPort: 7}
-	freed := api.Port{UID: "swc-1", Port: freedLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "echo.internal", ConnectPort: 7}
-	closed := api.Port{UID: "swc-2", Port: closedLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "10.0.0.3", ConnectPort: 80}
-	broken := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal"} // no target port
+	free := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal", ConnectPort: 7}
+	freed := port.Spec{UID: "swc-1", Port: freedLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "echo.internal", ConnectPort: 7}
+	closed := port.Spec{UID: "swc-2", Port: closedLn.Addr().(*net.TCPAddr).Port, ConnectAddress: "10.0.0.3", ConnectPort: 80}
+	broken := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "echo.internal"} // no target port
 	seed(t, cfg.StatePath, free, freed, closed, broken)
 
 	l := launch(t, cfg)
-	inUse := func(p api.Port) api.Port {
+	inUse := func(p port.Spec) port.Spec {
 		p.Error = fmt.Sprintf("not bound at start; re-binding: listen tcp 127.0.0.1:%d: bind: address already in use", p.Port)
 		return p
 	}
 	unservable := broken
 	unservable.Error = streamHeader(broken, nil).Validate().Error()
-	want := map[int]api.Port{free.Port: free, freed.Port: inUse(freed), closed.Port: inUse(closed), broken.Port: unservable}
+	want := map[int]port.Spec{free.Port: free, freed.Port: inUse(freed), closed.Port: inUse(closed), broken.Port: unservable}
 	got := l.listPorts(t)
 	if len(got) != len(want) {
 		t.Fatalf("list: %+v, want the 4 stored ports", got)
@@ -259,7 +259,7 @@ func TestRestoreBindsTakenPortsAnew(t *testing.T) {
 			t.Errorf("listed %+v, want %+v", p, want[p.Port])
 		}
 	}
-	for _, p := range []api.Port{freed, closed} {
+	for _, p := range []port.Spec{freed, closed} {
 		if !testutil.Logged(l.logs, "port restore failed, re-binding", "port", strconv.Itoa(p.Port)) {
 			t.Errorf("the failure of port %d is not logged", p.Port)
 		}
@@ -268,7 +268,7 @@ func TestRestoreBindsTakenPortsAnew(t *testing.T) {
 		t.Errorf("the unservable port is not logged with its reason")
 	}
 	status, body := httpDo(t, http.MethodGet, l.api+"/readyz", "", "")
-	for _, p := range []api.Port{freed, closed} {
+	for _, p := range []port.Spec{freed, closed} {
 		if want := fmt.Sprintf("port %d: not bound at start", p.Port); status != http.StatusServiceUnavailable || !strings.Contains(body, want) {
 			t.Errorf("readyz: %d %s, want 503 naming %q", status, body, want)
 		}
@@ -312,7 +312,7 @@ func TestRestoreBindsTakenPortsAnew(t *testing.T) {
 		t.Errorf("open of a port being bound: %d %s, want 409", status, body)
 	}
 	status, body = httpDo(t, http.MethodDelete, l.api+"/close", "", closeBody(closed.Port))
-	var answered api.Port
+	var answered port.Spec
 	if err := json.Unmarshal([]byte(body), &answered); status != http.StatusOK || err != nil || answered.Port != closed.Port {
 		t.Fatalf("close of a port being bound: %d %s", status, body)
 	}
@@ -334,9 +334,9 @@ func TestRestoreBindsTakenPortsAnew(t *testing.T) {
 	}
 }
 
-func sortedPorts(ports ...api.Port) []api.Port {
+func sortedPorts(ports ...port.Spec) []port.Spec {
 	out := slices.Clone(ports)
-	slices.SortFunc(out, func(a, b api.Port) int { return a.Port - b.Port })
+	slices.SortFunc(out, func(a, b port.Spec) int { return a.Port - b.Port })
 	return out
 }
 
@@ -431,7 +431,7 @@ func (s *flakyStore) fail(put, del error) {
 	s.mu.Unlock()
 }
 
-func (s *flakyStore) Put(p api.Port) error {
+func (s *flakyStore) Put(p port.Spec) error {
 	s.mu.Lock()
 	err := s.putErr
 	s.mu.Unlock()
@@ -462,7 +462,7 @@ func TestStateWriteFailures(t *testing.T) {
 	l := launch(t, cfg, func(l *Listener) { flaky.Store, l.store = l.store, flaky })
 	connectorConn(t, f, l.Listener, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
-	spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
+	spec := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
 
 	flaky.fail(errors.New("state file x: no space left on device"), nil)
 	status, body := httpDo(t, http.MethodPost, l.api+"/open", "", openBody(spec))
@@ -486,7 +486,7 @@ func TestStateWriteFailures(t *testing.T) {
 		t.Fatalf("close with a failing state file: %d %s", status, body)
 	}
 	expectBound(t, spec.Port)
-	if got := l.listPorts(t); !reflect.DeepEqual(got, []api.Port{spec}) {
+	if got := l.listPorts(t); !reflect.DeepEqual(got, []port.Spec{spec}) {
 		t.Fatalf("list: %+v, want [%+v]", got, spec)
 	}
 
@@ -509,7 +509,7 @@ func TestRestoreBeyondMaxPorts(t *testing.T) {
 	connectorConn(t, f, first.Listener, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return first.Connected("swc-1") })
 	for range 2 {
-		spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
+		spec := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
 		if status, body := httpDo(t, http.MethodPost, first.api+"/open", "", openBody(spec)); status != http.StatusOK {
 			t.Fatalf("open: %d %s", status, body)
 		}
@@ -526,7 +526,7 @@ func TestRestoreBeyondMaxPorts(t *testing.T) {
 	}
 	connectorConn(t, f, second.Listener, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return second.Connected("swc-1") })
-	spec := api.Port{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
+	spec := port.Spec{UID: "swc-1", Port: testutil.FreePort(t), ConnectAddress: "db.internal", ConnectPort: 5432}
 	if status, body := httpDo(t, http.MethodPost, second.api+"/open", "", openBody(spec)); status != http.StatusConflict {
 		t.Fatalf("open beyond the limit: %d %s, want 409", status, body)
 	}

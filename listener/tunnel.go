@@ -13,7 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/relay"
@@ -22,7 +22,7 @@ import (
 
 // binding is one opened port: its TCP listeners and the tunnels they carry.
 type binding struct {
-	spec     api.Port
+	spec     port.Spec
 	target   string
 	socks    []*portSocket // one per SWL_OPEN_ADDRS address
 	ctx      context.Context
@@ -42,7 +42,7 @@ type binding struct {
 // An address that cannot be bound fails it, unless restoring: a stored port
 // is served all the same, its address bound in the background as a dead
 // socket's is (accept), and listed as not listening meanwhile.
-func (l *Listener) bind(parent context.Context, p api.Port, restoring bool) (*binding, error) {
+func (l *Listener) bind(parent context.Context, p port.Spec, restoring bool) (*binding, error) {
 	hdr := streamHeader(p, nil)
 	if err := hdr.Validate(); err != nil {
 		return nil, err
@@ -207,7 +207,7 @@ func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start ti
 // streamHeader is the header of a stream carrying client over port p. With
 // client nil, documentation addresses stand in for the client's, so that
 // bind can check p before it listens.
-func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
+func streamHeader(p port.Spec, client *net.TCPConn) wire.Header {
 	h := wire.Header{
 		TargetHost: p.ConnectAddress,
 		TargetPort: uint16(p.ConnectPort),
@@ -223,9 +223,9 @@ func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
 	case "":
 		// The local address serves the PROXY header only.
 		h.LocalAddr = ""
-	case api.ProxyV1:
+	case port.ProxyV1:
 		h.ProxyProtocol = wire.ProxyV1
-	case api.ProxyV2:
+	case port.ProxyV2:
 		h.ProxyProtocol = wire.ProxyV2
 	default:
 		// The API and the store refuse other values; should one come
@@ -237,7 +237,7 @@ func streamHeader(p api.Port, client *net.TCPConn) wire.Header {
 }
 
 // proxyField names the port's PROXY protocol in its log lines, if it has one.
-func proxyField(p api.Port) zap.Field {
+func proxyField(p port.Spec) zap.Field {
 	if p.ProxyProtocol == "" {
 		return zap.Skip()
 	}

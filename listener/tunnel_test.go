@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -12,11 +12,11 @@ import (
 // header's, with the local address only then; a value the API would refuse
 // makes the header invalid rather than PROXY-less.
 func TestStreamHeaderProxyProtocol(t *testing.T) {
-	p := api.Port{UID: "swc-1", Port: 8443, ConnectAddress: "web", ConnectPort: 443}
+	p := port.Spec{UID: "swc-1", Port: 8443, ConnectAddress: "web", ConnectPort: 443}
 	for _, tc := range []struct {
 		proxy string
 		want  byte
-	}{{"", wire.ProxyOff}, {api.ProxyV1, wire.ProxyV1}, {api.ProxyV2, wire.ProxyV2}} {
+	}{{"", wire.ProxyOff}, {port.ProxyV1, wire.ProxyV1}, {port.ProxyV2, wire.ProxyV2}} {
 		p.ProxyProtocol = tc.proxy
 		h := streamHeader(p, nil)
 		if err := h.Validate(); err != nil || h.ProxyProtocol != tc.want || (h.LocalAddr != "") != (tc.want != wire.ProxyOff) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/socket-warp/socket-warp/example/devca"
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/pki"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
@@ -57,7 +57,7 @@ func (rc *runningConnector) reconnects(t *testing.T) float64 {
 }
 
 // session is uid's bound connection as /connections shows it.
-func (rl *runningListener) session(t *testing.T, uid string) api.Connection {
+func (rl *runningListener) session(t *testing.T, uid string) port.Connection {
 	t.Helper()
 	for _, c := range rl.Connections() {
 		if c.UID == uid {
@@ -65,7 +65,7 @@ func (rl *runningListener) session(t *testing.T, uid string) api.Connection {
 		}
 	}
 	t.Fatalf("uid %s is not connected", uid)
-	return api.Connection{}
+	return port.Connection{}
 }
 
 // copyFile copies src to a new file in dir and returns its path.

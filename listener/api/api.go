@@ -16,13 +16,13 @@ import (
 	"reflect"
 	"strings"
 	"syscall"
-	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/listener/auth"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 )
 
@@ -35,76 +35,22 @@ var OpenAPI []byte
 // MaxBodyBytes caps request bodies; the largest valid one is far smaller.
 const MaxBodyBytes = 64 << 10
 
-// Sentinel errors a Service returns (wrapped) for the API to map to statuses.
-var (
-	ErrNotConnected = errors.New("uid is not connected")
-	ErrAlreadyOpen  = errors.New("port is already open")
-	ErrNotOpen      = errors.New("port is not open")
-	ErrUnavailable  = errors.New("service unavailable")
-	// ErrLimit: a configured limit is reached (409: closing something
-	// first makes room).
-	ErrLimit = errors.New("limit reached")
-)
-
-// Port is an opened port: the shape POST /open accepts, plus Error.
-type Port struct {
-	UID            string `json:"uid"`
-	Port           int    `json:"port"`
-	ConnectAddress string `json:"connect_address"`
-	ConnectPort    int    `json:"connect_port"`
-	// ProxyProtocol is ProxyV1 or ProxyV2 to have the connector send the
-	// target a PROXY protocol header with the client's address; "" sends
-	// none, and is left out of the JSON so the original shape holds.
-	ProxyProtocol string `json:"proxy_protocol,omitempty"`
-	// Error, set only in GET /list (and the answer of DELETE /close), says
-	// why a port restored at start cannot be served, e.g. "bad stream
-	// header: target port is 0", or why a served port does not listen for
-	// now (its socket died, or was not bound at start, and is being bound).
-	Error string `json:"error,omitempty"`
-}
-
-// Live are the figures of a served port, added to its entry in GET /list.
-type Live struct {
-	ActiveConnections int64 `json:"active_connections"` // tunnelled now
-	BytesUp           int64 `json:"bytes_up"`           // client → target, since the port was opened
-	BytesDown         int64 `json:"bytes_down"`         // target → client
-}
-
-// Connection is a connected connector, in GET /connections.
-type Connection struct {
-	UID            string    `json:"uid"`
-	Remote         string    `json:"remote"`
-	ConnectedSince time.Time `json:"connected_since"`
-	CertNotAfter   time.Time `json:"cert_not_after"`
-	RTTSeconds     float64   `json:"rtt_seconds"` // smoothed QUIC round-trip time
-	ActiveStreams  int64     `json:"active_streams"`
-	BytesUp        int64     `json:"bytes_up"` // tunnelled over this connection
-	BytesDown      int64     `json:"bytes_down"`
-	Draining       bool      `json:"draining"` // it said it is going away
-}
-
-// Values of Port.ProxyProtocol.
-const (
-	ProxyV1 = "v1"
-	ProxyV2 = "v2"
-)
-
 // Service is what the API drives.
 type Service interface {
-	Open(ctx context.Context, p Port) error
-	Close(ctx context.Context, port int) (Port, error)
-	List() []Port
+	OpenPort(ctx context.Context, p port.Spec) error
+	ClosePort(ctx context.Context, number int) (port.Spec, error)
+	List() []port.Spec
 	// Live is nil for a port that is not served (any more).
-	Live(port int) *Live
-	Connections() []Connection
+	Live(number int) *port.Live
+	Connections() []port.Connection
 }
 
 // listEntry is a port in GET /list: the Port fields, then the Live ones
 // when it is served (also while its socket is bound anew: its tunnels go
 // on).
 type listEntry struct {
-	Port
-	*Live
+	port.Spec
+	*port.Live
 }
 
 // New returns the echo server with every route registered.
@@ -189,20 +135,20 @@ func (h *handlers) open(c echo.Context) error {
 	if len(missing) > 0 {
 		return badRequest("missing field(s): %s", strings.Join(missing, ", "))
 	}
-	p := Port{UID: *req.UID, Port: *req.Port, ConnectAddress: *req.ConnectAddress, ConnectPort: *req.ConnectPort}
+	p := port.Spec{UID: *req.UID, Port: *req.Port, ConnectAddress: *req.ConnectAddress, ConnectPort: *req.ConnectPort}
 	if req.ProxyProtocol != nil {
 		p.ProxyProtocol = *req.ProxyProtocol
 	}
 	if err := validate(p); err != nil {
 		return err
 	}
-	if err := h.svc.Open(c.Request().Context(), p); err != nil {
+	if err := h.svc.OpenPort(c.Request().Context(), p); err != nil {
 		return serviceError(err)
 	}
 	return c.JSON(http.StatusOK, p)
 }
 
-func validate(p Port) error {
+func validate(p port.Spec) error {
 	var problems []string
 	// The listener binds connectors by the same rule: a UID refused here
 	// never connects.
@@ -224,7 +170,7 @@ func validate(p Port) error {
 		problems = append(problems, fmt.Sprintf("connect_port %d is outside 1-65535", p.ConnectPort))
 	}
 	switch p.ProxyProtocol {
-	case "", ProxyV1, ProxyV2:
+	case "", port.ProxyV1, port.ProxyV2:
 	default:
 		problems = append(problems, fmt.Sprintf(`proxy_protocol %q is not "v1" or "v2" (leave it out for none)`, p.ProxyProtocol))
 	}
@@ -245,7 +191,7 @@ func (h *handlers) close(c echo.Context) error {
 	if *req.Port < 1 || *req.Port > 65535 {
 		return badRequest("port %d is outside 1-65535", *req.Port)
 	}
-	p, err := h.svc.Close(c.Request().Context(), *req.Port)
+	p, err := h.svc.ClosePort(c.Request().Context(), *req.Port)
 	if err != nil {
 		return serviceError(err)
 	}
@@ -256,7 +202,7 @@ func (h *handlers) list(c echo.Context) error {
 	ports := h.svc.List()
 	out := make([]listEntry, 0, len(ports))
 	for _, p := range ports {
-		out = append(out, listEntry{Port: p, Live: h.svc.Live(p.Port)})
+		out = append(out, listEntry{Spec: p, Live: h.svc.Live(p.Port)})
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -264,7 +210,7 @@ func (h *handlers) list(c echo.Context) error {
 func (h *handlers) connections(c echo.Context) error {
 	conns := h.svc.Connections()
 	if conns == nil {
-		conns = []Connection{}
+		conns = []port.Connection{}
 	}
 	return c.JSON(http.StatusOK, conns)
 }
@@ -389,15 +335,15 @@ func badRequest(format string, args ...any) error {
 func serviceError(err error) error {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNotConnected), errors.Is(err, ErrNotOpen):
+	case errors.Is(err, port.ErrNotConnected), errors.Is(err, port.ErrNotOpen):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrAlreadyOpen), errors.Is(err, ErrLimit), errors.Is(err, syscall.EADDRINUSE):
+	case errors.Is(err, port.ErrAlreadyOpen), errors.Is(err, port.ErrLimit), errors.Is(err, syscall.EADDRINUSE):
 		status = http.StatusConflict
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		status = http.StatusForbidden
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		status = http.StatusBadRequest
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, port.ErrUnavailable):
 		status = http.StatusServiceUnavailable
 	}
 	return echo.NewHTTPError(status, err.Error())

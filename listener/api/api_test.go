@@ -17,22 +17,23 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // service is a small in-memory Service: the API layer is what is under test.
-// openErr and closeErr, when set, are what Open and Close fail with.
+// openErr and closeErr, when set, are what OpenPort and ClosePort fail with.
 type service struct {
 	mu       sync.Mutex
-	ports    map[int]Port
+	ports    map[int]port.Spec
 	calls    int
 	openErr  error
 	closeErr error
 }
 
-func (s *service) Open(_ context.Context, p Port) error {
+func (s *service) OpenPort(_ context.Context, p port.Spec) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -40,31 +41,31 @@ func (s *service) Open(_ context.Context, p Port) error {
 		return s.openErr
 	}
 	if _, ok := s.ports[p.Port]; ok {
-		return fmt.Errorf("open port %d: %w", p.Port, ErrAlreadyOpen)
+		return fmt.Errorf("open port %d: %w", p.Port, port.ErrAlreadyOpen)
 	}
 	s.ports[p.Port] = p
 	return nil
 }
 
-func (s *service) Close(_ context.Context, port int) (Port, error) {
+func (s *service) ClosePort(_ context.Context, number int) (port.Spec, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
 	if s.closeErr != nil {
-		return Port{}, s.closeErr
+		return port.Spec{}, s.closeErr
 	}
-	p, ok := s.ports[port]
+	p, ok := s.ports[number]
 	if !ok {
-		return Port{}, fmt.Errorf("close port %d: %w", port, ErrNotOpen)
+		return port.Spec{}, fmt.Errorf("close port %d: %w", number, port.ErrNotOpen)
 	}
-	delete(s.ports, port)
+	delete(s.ports, number)
 	return p, nil
 }
 
-func (s *service) List() []Port {
+func (s *service) List() []port.Spec {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Port // nil when empty, which must still list as []
+	var out []port.Spec // nil when empty, which must still list as []
 	for _, p := range s.ports {
 		out = append(out, p)
 	}
@@ -73,12 +74,14 @@ func (s *service) List() []Port {
 
 // Connections lists one connector, so that GET /connections has a shape
 // to check.
-func (s *service) Connections() []Connection {
-	return []Connection{{UID: "swc-1", Remote: "192.0.2.1:4433", ActiveStreams: 2, BytesUp: 10, BytesDown: 20}}
+func (s *service) Connections() []port.Connection {
+	return []port.Connection{{UID: "swc-1", Remote: "192.0.2.1:4433", ActiveStreams: 2, BytesUp: 10, BytesDown: 20}}
 }
 
 // Live gives every port the same figures: the API only passes them on.
-func (s *service) Live(int) *Live { return &Live{ActiveConnections: 1, BytesUp: 10, BytesDown: 20} }
+func (s *service) Live(int) *port.Live {
+	return &port.Live{ActiveConnections: 1, BytesUp: 10, BytesDown: 20}
+}
 
 func serve(t *testing.T, svc Service) string {
 	t.Helper()
@@ -174,14 +177,14 @@ func TestServiceErrorStatuses(t *testing.T) {
 		{"bind not permitted", bindError(syscall.EPERM), http.StatusForbidden, "operation not permitted"},
 		{"address in use", bindError(syscall.EADDRINUSE), http.StatusConflict, "address already in use"},
 		{"address not available", bindError(syscall.EADDRNOTAVAIL), http.StatusBadRequest, "cannot assign requested address"},
-		{"not connected", fmt.Errorf("open port 8022: uid swc-1: %w", ErrNotConnected), http.StatusNotFound, "uid swc-1: uid is not connected"},
-		{"already open", fmt.Errorf("open port 8022: %w", ErrAlreadyOpen), http.StatusConflict, "port is already open"},
-		{"limit", fmt.Errorf("open port 8022: too many open ports (1000, SWL_MAX_PORTS): %w", ErrLimit), http.StatusConflict, "too many open ports"},
-		{"unavailable", fmt.Errorf("open port 8022: listener is shutting down: %w", ErrUnavailable), http.StatusServiceUnavailable, "shutting down"},
+		{"not connected", fmt.Errorf("open port 8022: uid swc-1: %w", port.ErrNotConnected), http.StatusNotFound, "uid swc-1: uid is not connected"},
+		{"already open", fmt.Errorf("open port 8022: %w", port.ErrAlreadyOpen), http.StatusConflict, "port is already open"},
+		{"limit", fmt.Errorf("open port 8022: too many open ports (1000, SWL_MAX_PORTS): %w", port.ErrLimit), http.StatusConflict, "too many open ports"},
+		{"unavailable", fmt.Errorf("open port 8022: listener is shutting down: %w", port.ErrUnavailable), http.StatusServiceUnavailable, "shutting down"},
 		{"anything else", errors.New("open port 8022: disk on fire"), http.StatusInternalServerError, "disk on fire"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := serve(t, &service{ports: map[int]Port{}, openErr: tc.err})
+			url := serve(t, &service{ports: map[int]port.Spec{}, openErr: tc.err})
 			r := call(t, http.MethodPost, url+"/open", openBody)
 			if r.status != tc.status {
 				t.Fatalf("status %d (%s), want %d", r.status, r.body, tc.status)
@@ -193,14 +196,14 @@ func TestServiceErrorStatuses(t *testing.T) {
 	}
 
 	t.Run("close not open", func(t *testing.T) {
-		url := serve(t, &service{ports: map[int]Port{}})
+		url := serve(t, &service{ports: map[int]port.Spec{}})
 		r := call(t, http.MethodDelete, url+"/close", `{"port":8022}`)
 		if msg := r.errorText(t); r.status != http.StatusNotFound || !strings.Contains(msg, "port is not open") {
 			t.Fatalf("close: %d %q", r.status, msg)
 		}
 	})
 	t.Run("close fails in the OS", func(t *testing.T) {
-		url := serve(t, &service{ports: map[int]Port{}, closeErr: bindError(syscall.EACCES)})
+		url := serve(t, &service{ports: map[int]port.Spec{}, closeErr: bindError(syscall.EACCES)})
 		r := call(t, http.MethodDelete, url+"/close", `{"port":8022}`)
 		if msg := r.errorText(t); r.status != http.StatusForbidden || !strings.Contains(msg, "permission denied") {
 			t.Fatalf("close: %d %q", r.status, msg)
@@ -211,7 +214,7 @@ func TestServiceErrorStatuses(t *testing.T) {
 // TestErrorsAreJSON: every failure, including those echo produces itself,
 // is {"error": ...} as JSON, and none reaches the service.
 func TestErrorsAreJSON(t *testing.T) {
-	svc := &service{ports: map[int]Port{}}
+	svc := &service{ports: map[int]port.Spec{}}
 	url := serve(t, svc)
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -249,7 +252,7 @@ func TestErrorsAreJSON(t *testing.T) {
 }
 
 func TestOpenListClose(t *testing.T) {
-	url := serve(t, &service{ports: map[int]Port{}})
+	url := serve(t, &service{ports: map[int]port.Spec{}})
 	r := call(t, http.MethodGet, url+"/list", "")
 	if r.status != http.StatusOK || r.body != "[]" || !strings.HasPrefix(r.ctype, "application/json") {
 		t.Fatalf("empty list: %d %q %q, want 200 []", r.status, r.ctype, r.body)
@@ -276,7 +279,7 @@ func TestOpenListClose(t *testing.T) {
 // TestProxyProtocolShape: proxy_protocol shows in the answers only when it
 // is set, so a client of the original four fields sees them alone.
 func TestProxyProtocolShape(t *testing.T) {
-	url := serve(t, &service{ports: map[int]Port{}})
+	url := serve(t, &service{ports: map[int]port.Spec{}})
 	const plain = `{"uid":"swc-1","port":8022,"connect_address":"10.0.0.5","connect_port":22}`
 	const v2 = `{"uid":"swc-1","port":8023,"connect_address":"10.0.0.5","connect_port":22,"proxy_protocol":"v2"}`
 	for _, tc := range []struct{ body, want string }{

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -29,7 +30,7 @@ func callAs(t *testing.T, method, url, auth, body string) (result, http.Header) 
 // handler (an unknown route tells nothing either), and is logged without
 // what it sent.
 func TestTokenRequired(t *testing.T) {
-	svc := &service{ports: map[int]Port{}}
+	svc := &service{ports: map[int]port.Spec{}}
 	log, logs := testutil.Logger(t, "api")
 	srv := httptest.NewServer(New(svc, log, WithToken(testToken)))
 	t.Cleanup(srv.Close)
@@ -101,11 +102,11 @@ func TestTokenRequired(t *testing.T) {
 }
 
 func TestNoTokenNoCheck(t *testing.T) {
-	url := serve(t, &service{ports: map[int]Port{}})
+	url := serve(t, &service{ports: map[int]port.Spec{}})
 	if r, _ := callAs(t, http.MethodGet, url+"/list", "", ""); r.status != http.StatusOK {
 		t.Fatalf("list without a configured token: %d %s", r.status, r.body)
 	}
-	srv := httptest.NewServer(New(&service{ports: map[int]Port{}}, zap.NewNop(), WithToken("")))
+	srv := httptest.NewServer(New(&service{ports: map[int]port.Spec{}}, zap.NewNop(), WithToken("")))
 	t.Cleanup(srv.Close)
 	if r, _ := callAs(t, http.MethodGet, srv.URL+"/list", "", ""); r.status != http.StatusOK {
 		t.Fatalf("list with an empty token: %d %s", r.status, r.body)
@@ -121,7 +122,7 @@ func TestHealthAndMetricsWithToken(t *testing.T) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("socketwarp_test 1\n"))
 	})
-	srv := httptest.NewServer(New(&service{ports: map[int]Port{}}, zap.NewNop(), WithToken(testToken),
+	srv := httptest.NewServer(New(&service{ports: map[int]port.Spec{}}, zap.NewNop(), WithToken(testToken),
 		WithHealth(func() error { return ready }), WithMetrics(metrics)))
 	t.Cleanup(srv.Close)
 

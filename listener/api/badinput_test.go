@@ -7,34 +7,36 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/socket-warp/socket-warp/listener/port"
 )
 
 // recorder is a Service that accepts everything and records what reached it.
 type recorder struct {
 	mu     sync.Mutex
-	opened []Port
+	opened []port.Spec
 	closed []int
 }
 
-func (s *recorder) Open(_ context.Context, p Port) error {
+func (s *recorder) OpenPort(_ context.Context, p port.Spec) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.opened = append(s.opened, p)
 	return nil
 }
 
-func (s *recorder) Close(_ context.Context, port int) (Port, error) {
+func (s *recorder) ClosePort(_ context.Context, number int) (port.Spec, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = append(s.closed, port)
-	return Port{UID: "swc-1", Port: port, ConnectAddress: "127.0.0.1", ConnectPort: 22}, nil
+	s.closed = append(s.closed, number)
+	return port.Spec{UID: "swc-1", Port: number, ConnectAddress: "127.0.0.1", ConnectPort: 22}, nil
 }
 
-func (s *recorder) List() []Port { return nil }
+func (s *recorder) List() []port.Spec { return nil }
 
-func (s *recorder) Connections() []Connection { return nil }
+func (s *recorder) Connections() []port.Connection { return nil }
 
-func (s *recorder) Live(int) *Live { return nil }
+func (s *recorder) Live(int) *port.Live { return nil }
 
 func (s *recorder) calls() int {
 	s.mu.Lock()
@@ -287,11 +289,11 @@ func TestBadInput(t *testing.T) {
 // TestAcceptedOddities pins what is accepted though unusual, so that a change
 // is a decision and not an accident.
 func TestAcceptedOddities(t *testing.T) {
-	want := Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}
-	target := func(host string) Port { p := want; p.ConnectAddress = host; return p }
+	want := port.Spec{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}
+	target := func(host string) port.Spec { p := want; p.ConnectAddress = host; return p }
 	for _, c := range []struct {
 		name, ctype, body string
-		want              Port
+		want              port.Spec
 	}{
 		// JSON by any spelling of its media type.
 		{"charset utf-8", "application/json; charset=utf-8", openWith("", ""), want},
@@ -302,16 +304,16 @@ func TestAcceptedOddities(t *testing.T) {
 		{"duplicate key, last wins", jsonType, `{"uid":"swc-1","port":1,"port":8022,"connect_address":"127.0.0.1","connect_port":22}`, want},
 		// Escapes are JSON, and a non-ASCII uid in valid UTF-8 is fine.
 		{"escaped and non-ASCII", jsonType, `{"uid":"sw\u0063-ü","port":8022,"connect_address":"127.0.0.1","connect_port":22}`,
-			Port{UID: "swc-ü", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
-		{"uid with inner spaces", jsonType, openWith("uid", `" swc 1"`), Port{UID: " swc 1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
+			port.Spec{UID: "swc-ü", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
+		{"uid with inner spaces", jsonType, openWith("uid", `" swc 1"`), port.Spec{UID: " swc 1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22}},
 		{"whitespace around", jsonType, "\r\n\t " + openWith("", "") + "\n\n", want},
 		// proxy_protocol is optional: "" and null mean none, like absent.
 		{"proxy_protocol empty", jsonType, openWith("proxy_protocol", `""`), want},
 		{"proxy_protocol null", jsonType, openWith("proxy_protocol", `null`), want},
 		{"proxy_protocol v1", jsonType, openWith("proxy_protocol", `"v1"`),
-			Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: ProxyV1}},
+			port.Spec{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: port.ProxyV1}},
 		{"proxy_protocol v2", jsonType, openWith("proxy_protocol", `"v2"`),
-			Port{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: ProxyV2}},
+			port.Spec{UID: "swc-1", Port: 8022, ConnectAddress: "127.0.0.1", ConnectPort: 22, ProxyProtocol: port.ProxyV2}},
 		// Every kind of target a connector can dial.
 		{"connect_address a name", jsonType, openWith("connect_address", `"db-1.internal"`), target("db-1.internal")},
 		{"connect_address one label", jsonType, openWith("connect_address", `"db"`), target("db")},

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/socket-warp/socket-warp/listener/port"
 )
 
 // FuzzOpenRequest sends any bytes as the body of POST /open, through the
@@ -55,10 +57,10 @@ func FuzzOpenRequest(f *testing.F) {
 			if p.Port < 1 || p.Port > 65535 || p.ConnectPort < 1 || p.ConnectPort > 65535 ||
 				strings.TrimSpace(p.UID) == "" || strings.TrimSpace(p.ConnectAddress) == "" ||
 				!utf8.ValidString(p.UID) || !utf8.ValidString(p.ConnectAddress) || p.Error != "" ||
-				(p.ProxyProtocol != "" && p.ProxyProtocol != ProxyV1 && p.ProxyProtocol != ProxyV2) {
+				(p.ProxyProtocol != "" && p.ProxyProtocol != port.ProxyV1 && p.ProxyProtocol != port.ProxyV2) {
 				t.Fatalf("accepted an invalid request %+v from %q", p, body)
 			}
-			var got Port
+			var got port.Spec
 			if err := json.Unmarshal(answer, &got); err != nil || got != p {
 				t.Fatalf("answered %s for %+v (%v)", answer, p, err)
 			}

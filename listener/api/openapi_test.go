@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 )
 
@@ -314,7 +315,7 @@ func allOptions(ready func() error) []Option {
 // is described, and every described operation is a registered route.
 func TestOpenAPIRoutes(t *testing.T) {
 	doc := loadSpec(t)
-	e := New(&service{ports: map[int]Port{}}, zap.NewNop(), allOptions(func() error { return nil })...)
+	e := New(&service{ports: map[int]port.Spec{}}, zap.NewNop(), allOptions(func() error { return nil })...)
 
 	// HEAD is GET without the body: described by the GET, and served with
 	// every GET.
@@ -482,7 +483,7 @@ func (c *checker) examples(t *testing.T, o *operation) map[string]string {
 // without security answer something other than 401; with it, none is 401.
 func TestOpenAPISecurity(t *testing.T) {
 	doc := loadSpec(t)
-	c := newChecker(t, doc, &service{ports: map[int]Port{}}, allOptions(func() error { return nil })...)
+	c := newChecker(t, doc, &service{ports: map[int]port.Spec{}}, allOptions(func() error { return nil })...)
 	for path, ops := range doc.Paths {
 		for method, o := range ops {
 			method = strings.ToUpper(method)
@@ -546,7 +547,7 @@ func TestOpenAPIExamples(t *testing.T) {
 	}
 
 	// Opened before they are closed: POST before DELETE.
-	svc := &service{ports: map[int]Port{}}
+	svc := &service{ports: map[int]port.Spec{}}
 	c := newChecker(t, doc, svc)
 	order := []string{"post", "delete"}
 	sent := 0
@@ -610,7 +611,7 @@ var stringProbes = []string{
 // naming the field exactly when the schema does.
 func TestOpenAPIRequestConstraints(t *testing.T) {
 	doc := loadSpec(t)
-	svc := &service{ports: map[int]Port{}}
+	svc := &service{ports: map[int]port.Spec{}}
 	c := newChecker(t, doc, svc)
 	for path, ops := range doc.Paths {
 		for method, o := range ops {
@@ -630,7 +631,7 @@ func TestOpenAPIRequestConstraints(t *testing.T) {
 				mutate(body)
 				b, _ := json.Marshal(body)
 				svc.mu.Lock()
-				svc.ports = map[int]Port{}
+				svc.ports = map[int]port.Spec{}
 				svc.mu.Unlock()
 				status, answer := c.send(t, method, path, string(b), false)
 				if isBad := status == http.StatusBadRequest; isBad != wantBad {
@@ -695,7 +696,7 @@ func TestOpenAPIStatuses(t *testing.T) {
 		defer readyMu.Unlock()
 		return ready
 	}
-	svc := &service{ports: map[int]Port{}}
+	svc := &service{ports: map[int]port.Spec{}}
 	c := newChecker(t, doc, svc, allOptions(readyErr)...)
 	setErrs := func(open, close error) {
 		svc.mu.Lock()
@@ -707,8 +708,8 @@ func TestOpenAPIStatuses(t *testing.T) {
 	// Every kind of error the API maps, as a Service returns them.
 	serviceErrors := []error{
 		bindError(syscall.EACCES), bindError(syscall.EADDRINUSE), bindError(syscall.EADDRNOTAVAIL),
-		fmt.Errorf("uid swc-9: %w", ErrNotConnected), ErrAlreadyOpen, ErrNotOpen,
-		fmt.Errorf("too many open ports: %w", ErrLimit), fmt.Errorf("shutting down: %w", ErrUnavailable),
+		fmt.Errorf("uid swc-9: %w", port.ErrNotConnected), port.ErrAlreadyOpen, port.ErrNotOpen,
+		fmt.Errorf("too many open ports: %w", port.ErrLimit), fmt.Errorf("shutting down: %w", port.ErrUnavailable),
 		errors.New("not opened: state file: disk full"),
 	}
 	for _, err := range serviceErrors {
@@ -732,10 +733,10 @@ func TestOpenAPIStatuses(t *testing.T) {
 	// /list with a served port, one restored with an error, and a served
 	// one whose socket died: an error and live figures.
 	svc.mu.Lock()
-	svc.ports[9000] = Port{UID: "swc-1", Port: 9000, ConnectAddress: "10.0.0.20", ConnectPort: 22, ProxyProtocol: ProxyV1}
-	svc.ports[9001] = Port{UID: "swc-2", Port: 9001, ConnectAddress: "10.0.0.21", ConnectPort: 22,
+	svc.ports[9000] = port.Spec{UID: "swc-1", Port: 9000, ConnectAddress: "10.0.0.20", ConnectPort: 22, ProxyProtocol: port.ProxyV1}
+	svc.ports[9001] = port.Spec{UID: "swc-2", Port: 9001, ConnectAddress: "10.0.0.21", ConnectPort: 22,
 		Error: "listen tcp 0.0.0.0:9001: bind: address already in use"}
-	svc.ports[9002] = Port{UID: "swc-2", Port: 9002, ConnectAddress: "10.0.0.21", ConnectPort: 80,
+	svc.ports[9002] = port.Spec{UID: "swc-2", Port: 9002, ConnectAddress: "10.0.0.21", ConnectPort: 80,
 		Error: "listener died: accept tcp 0.0.0.0:9002: accept4: invalid argument; re-binding"}
 	svc.mu.Unlock()
 	if _, body := c.send(t, http.MethodGet, "/list", "", true); !strings.Contains(body, `"error":"listen tcp`) ||

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -160,7 +161,7 @@ func TestHealthAnswersAnyHost(t *testing.T) {
 
 // TestHeadLikeGet: HEAD is GET without the body, on every GET route.
 func TestHeadLikeGet(t *testing.T) {
-	svc := &service{ports: map[int]Port{8022: {UID: "swc-1", Port: 8022, ConnectAddress: "10.0.0.5", ConnectPort: 22}}}
+	svc := &service{ports: map[int]port.Spec{8022: {UID: "swc-1", Port: 8022, ConnectAddress: "10.0.0.5", ConnectPort: 22}}}
 	srv := httptest.NewServer(New(svc, zap.NewNop(), WithToken(testToken), WithHealth(func() error { return nil })))
 	t.Cleanup(srv.Close)
 	auth := map[string]string{"Authorization": "Bearer " + testToken}

@@ -48,18 +48,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 )
 
 // Store keeps the opened ports. Every method is safe for concurrent use; Put
 // and Delete are durable when they return.
 type Store interface {
 	// Put adds p, or replaces the port of the same number.
-	Put(p api.Port) error
+	Put(p port.Spec) error
 	// Delete removes the port; removing one that is not there is no error.
-	Delete(port int) error
+	Delete(number int) error
 	// List returns every port, sorted by number, without their Error.
-	List() ([]api.Port, error)
+	List() ([]port.Spec, error)
 	// Close releases the store; nothing may use it afterwards.
 	Close() error
 }
@@ -208,7 +208,7 @@ func key(port int) ([]byte, error) {
 }
 
 // Put implements Store.
-func (s *Bolt) Put(p api.Port) error {
+func (s *Bolt) Put(p port.Spec) error {
 	k, err := key(p.Port)
 	if err != nil {
 		return fmt.Errorf("state file %s: %w", s.path, err)
@@ -232,8 +232,8 @@ func (s *Bolt) Put(p api.Port) error {
 }
 
 // Delete implements Store.
-func (s *Bolt) Delete(port int) error {
-	k, err := key(port)
+func (s *Bolt) Delete(number int) error {
+	k, err := key(number)
 	if err != nil {
 		return fmt.Errorf("state file %s: %w", s.path, err)
 	}
@@ -241,14 +241,14 @@ func (s *Bolt) Delete(port int) error {
 		return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Delete(k) })
 	})
 	if err != nil {
-		return fmt.Errorf("state file %s: remove port %d: %w", s.path, port, err)
+		return fmt.Errorf("state file %s: remove port %d: %w", s.path, number, err)
 	}
 	return nil
 }
 
 // List implements Store.
-func (s *Bolt) List() ([]api.Port, error) {
-	var out []api.Port
+func (s *Bolt) List() ([]port.Spec, error) {
+	var out []port.Spec
 	err := guard(func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketPorts)
@@ -276,28 +276,28 @@ func (s *Bolt) List() ([]api.Port, error) {
 	return out, nil
 }
 
-func decode(k, v []byte) (api.Port, error) {
+func decode(k, v []byte) (port.Spec, error) {
 	if len(k) != 2 {
-		return api.Port{}, fmt.Errorf("key %x is not a port number", k)
+		return port.Spec{}, fmt.Errorf("key %x is not a port number", k)
 	}
-	port := int(binary.BigEndian.Uint16(k))
+	number := int(binary.BigEndian.Uint16(k))
 	var r record
 	if err := json.Unmarshal(v, &r); err != nil {
-		return api.Port{}, fmt.Errorf("port %d: record does not decode: %w", port, err)
+		return port.Spec{}, fmt.Errorf("port %d: record does not decode: %w", number, err)
 	}
 	if r.Version < 1 || r.Version > RecordVersion {
-		return api.Port{}, fmt.Errorf("port %d: record version %d, this sw-listener reads versions 1 to %d",
-			port, r.Version, RecordVersion)
+		return port.Spec{}, fmt.Errorf("port %d: record version %d, this sw-listener reads versions 1 to %d",
+			number, r.Version, RecordVersion)
 	}
-	if r.Port != port {
-		return api.Port{}, fmt.Errorf("port %d: record names port %d", port, r.Port)
+	if r.Port != number {
+		return port.Spec{}, fmt.Errorf("port %d: record names port %d", number, r.Port)
 	}
 	switch r.ProxyProtocol {
-	case "", api.ProxyV1, api.ProxyV2:
+	case "", port.ProxyV1, port.ProxyV2:
 	default:
-		return api.Port{}, fmt.Errorf("port %d: record has proxy_protocol %q, not \"v1\" or \"v2\"", port, r.ProxyProtocol)
+		return port.Spec{}, fmt.Errorf("port %d: record has proxy_protocol %q, not \"v1\" or \"v2\"", number, r.ProxyProtocol)
 	}
-	return api.Port{UID: r.UID, Port: r.Port, ConnectAddress: r.ConnectAddress, ConnectPort: r.ConnectPort,
+	return port.Spec{UID: r.UID, Port: r.Port, ConnectAddress: r.ConnectAddress, ConnectPort: r.ConnectPort,
 		ProxyProtocol: r.ProxyProtocol}, nil
 }
 

@@ -11,7 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
 
@@ -30,7 +30,7 @@ func open(t *testing.T, path string) *Bolt {
 	return s
 }
 
-func list(t *testing.T, s Store) []api.Port {
+func list(t *testing.T, s Store) []port.Spec {
 	t.Helper()
 	got, err := s.List()
 	if err != nil {
@@ -44,10 +44,10 @@ func TestBoltKeepsPortsAcrossReopen(t *testing.T) {
 	path := filepath.Join(dir, "state.db")
 	s := open(t, path)
 
-	a := api.Port{UID: "swc-1", Port: 8080, ConnectAddress: "db.internal", ConnectPort: 5432}
-	b := api.Port{UID: "swc-2", Port: 443, ConnectAddress: "10.0.0.7", ConnectPort: 8443}
-	c := api.Port{UID: "swc-1", Port: 65535, ConnectAddress: "x", ConnectPort: 1}
-	for _, p := range []api.Port{a, b, c, {UID: "swc-9", Port: 8080, ConnectAddress: "old", ConnectPort: 1}} {
+	a := port.Spec{UID: "swc-1", Port: 8080, ConnectAddress: "db.internal", ConnectPort: 5432}
+	b := port.Spec{UID: "swc-2", Port: 443, ConnectAddress: "10.0.0.7", ConnectPort: 8443}
+	c := port.Spec{UID: "swc-1", Port: 65535, ConnectAddress: "x", ConnectPort: 1}
+	for _, p := range []port.Spec{a, b, c, {UID: "swc-9", Port: 8080, ConnectAddress: "old", ConnectPort: 1}} {
 		if err := s.Put(p); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestBoltKeepsPortsAcrossReopen(t *testing.T) {
 	if err := s.Delete(c.Port); err != nil {
 		t.Fatalf("deleting an absent port: %v", err)
 	}
-	want := []api.Port{b, a} // sorted by port
+	want := []port.Spec{b, a} // sorted by port
 	if got := list(t, s); !reflect.DeepEqual(got, want) {
 		t.Fatalf("List = %+v, want %+v", got, want)
 	}
@@ -111,9 +111,9 @@ func TestBoltRefusesBadPorts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := open(t, path)
 	defer s.Close()
-	for _, port := range []int{0, -1, 65536} {
-		testutil.WantErr(t, s.Put(api.Port{UID: "u", Port: port, ConnectAddress: "a", ConnectPort: 1}), path, "outside 1-65535")
-		testutil.WantErr(t, s.Delete(port), path, "outside 1-65535")
+	for _, n := range []int{0, -1, 65536} {
+		testutil.WantErr(t, s.Put(port.Spec{UID: "u", Port: n, ConnectAddress: "a", ConnectPort: 1}), path, "outside 1-65535")
+		testutil.WantErr(t, s.Delete(n), path, "outside 1-65535")
 	}
 }
 
@@ -236,14 +236,14 @@ func TestBoltProxyProtocol(t *testing.T) {
 	// A file as the listener before PROXY protocol wrote it.
 	writeRaw(t, path, []byte{0x1f, 0x90}, []byte(`{"version":1,"uid":"swc-1","port":8080,"connect_address":"db","connect_port":5432}`))
 	s := open(t, path)
-	old := api.Port{UID: "swc-1", Port: 8080, ConnectAddress: "db", ConnectPort: 5432}
-	if got := list(t, s); !reflect.DeepEqual(got, []api.Port{old}) {
+	old := port.Spec{UID: "swc-1", Port: 8080, ConnectAddress: "db", ConnectPort: 5432}
+	if got := list(t, s); !reflect.DeepEqual(got, []port.Spec{old}) {
 		t.Fatalf("old record: List = %+v, want %+v", got, old)
 	}
-	v1 := api.Port{UID: "swc-1", Port: 8081, ConnectAddress: "web", ConnectPort: 80, ProxyProtocol: api.ProxyV1}
-	v2 := api.Port{UID: "swc-2", Port: 8443, ConnectAddress: "web", ConnectPort: 443, ProxyProtocol: api.ProxyV2}
-	plain := api.Port{UID: "swc-2", Port: 9000, ConnectAddress: "x", ConnectPort: 9}
-	for _, p := range []api.Port{v1, v2, plain} {
+	v1 := port.Spec{UID: "swc-1", Port: 8081, ConnectAddress: "web", ConnectPort: 80, ProxyProtocol: port.ProxyV1}
+	v2 := port.Spec{UID: "swc-2", Port: 8443, ConnectAddress: "web", ConnectPort: 443, ProxyProtocol: port.ProxyV2}
+	plain := port.Spec{UID: "swc-2", Port: 9000, ConnectAddress: "x", ConnectPort: 9}
+	for _, p := range []port.Spec{v1, v2, plain} {
 		if err := s.Put(p); err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestBoltProxyProtocol(t *testing.T) {
 
 	s = open(t, path)
 	defer s.Close()
-	if got, want := list(t, s), []api.Port{old, v1, v2, plain}; !reflect.DeepEqual(got, want) {
+	if got, want := list(t, s), []port.Spec{old, v1, v2, plain}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("List after reopening = %+v, want %+v", got, want)
 	}
 }

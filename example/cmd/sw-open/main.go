@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/socket-warp/socket-warp/listener/api"
+	"github.com/socket-warp/socket-warp/listener/port"
 )
 
 // envToken is the listener's own variable, so one value serves both.
@@ -45,7 +45,7 @@ func main() {
 type opener struct {
 	api    string
 	token  string
-	req    api.Port
+	req    port.Spec
 	client *http.Client
 }
 
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.SetOutput(stderr)
 	apiURL := fs.String("api", "http://127.0.0.1:8080", "base `URL` of sw-listener's API")
 	uid := fs.String("uid", "", "`UID` of the connector")
-	port := fs.Int("port", 0, "`port` to open on the listener")
+	portNum := fs.Int("port", 0, "`port` to open on the listener")
 	connect := fs.String("connect", "", "target `host:port` as the connector sees it")
 	tokenFile := fs.String("token-file", "", "`file` holding the API token (default: $"+envToken+")")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
@@ -79,8 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return fail("unexpected arguments %q", fs.Args())
 	case *uid == "":
 		return fail("-uid is required")
-	case *port < 1 || *port > 65535:
-		return fail("-port %d is outside 1-65535", *port)
+	case *portNum < 1 || *portNum > 65535:
+		return fail("-port %d is outside 1-65535", *portNum)
 	case err != nil || host == "" || perr != nil:
 		return fail("-connect %q is not host:port", *connect)
 	case *timeout <= 0 || *retry <= 0:
@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	defer tr.CloseIdleConnections()
 	o := &opener{
 		api: strings.TrimRight(*apiURL, "/"), token: token,
-		req:    api.Port{UID: *uid, Port: *port, ConnectAddress: host, ConnectPort: connectPort},
+		req:    port.Spec{UID: *uid, Port: *portNum, ConnectAddress: host, ConnectPort: connectPort},
 		client: &http.Client{Transport: tr, Timeout: 10 * time.Second},
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -162,21 +162,21 @@ func (o *opener) open(ctx context.Context) ([]byte, error) {
 	return nil, fmt.Errorf("%w: POST /open: %d %s", errFinal, status, apiError(body))
 }
 
-func (o *opener) alreadyOpen(ctx context.Context) (api.Port, bool) {
+func (o *opener) alreadyOpen(ctx context.Context) (port.Spec, bool) {
 	status, body, err := o.call(ctx, http.MethodGet, "/list", nil)
 	if err != nil || status != http.StatusOK {
-		return api.Port{}, false
+		return port.Spec{}, false
 	}
-	var ports []api.Port
+	var ports []port.Spec
 	if json.Unmarshal(body, &ports) != nil {
-		return api.Port{}, false
+		return port.Spec{}, false
 	}
 	for _, p := range ports {
 		if p.Error == "" && p == o.req {
 			return p, true
 		}
 	}
-	return api.Port{}, false
+	return port.Spec{}, false
 }
 
 func (o *opener) call(ctx context.Context, method, path string, body any) (int, []byte, error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/listener/port"
@@ -333,4 +334,46 @@ func TestPprof(t *testing.T) {
 	_, port, _ := net.SplitHostPort(cfg.PprofAddr)
 	n, _ := strconv.Atoi(port)
 	expectFree(t, "tcp", n)
+}
+
+// An API client that connects and never sends a request must not outlive
+// Run: http.Server.Shutdown leaves such a connection alone until it is 5 s
+// old, and its goroutine would then live on until ReadHeaderTimeout.
+func TestRunEndsSilentAPIConnections(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	f := newFiles(t)
+	cfg := f.config()
+	l, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	api := l.APIAddrs()[0].String()
+	silent, err := net.Dial("tcp", api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// Answered on a connection queued behind the silent one: by then the
+	// server has accepted the silent one too.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: safety}
+	resp, err := client.Get("http://" + api + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(safety):
+		t.Fatal("Run did not return after cancel")
+	}
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("Run returned with a goroutine of the API still running: %v", err)
+	}
 }

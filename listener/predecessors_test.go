@@ -30,7 +30,7 @@ func expectPredecessorsBounded(t *testing.T, r *running, conns []*quic.Conn, ela
 	surplus := n - 1 - registry.MaxPredecessors
 	for i, c := range conns {
 		if i < surplus {
-			waitClosedBy(t, c, wire.CodeReplaced, "too many")
+			testutil.ClosedByPeer(t, c, wire.CodeReplaced, "too many")
 		} else {
 			expectAlive(t, c)
 		}

@@ -3,7 +3,6 @@ package connector
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -359,16 +358,7 @@ func TestCancelClosesWithGoingAway(t *testing.T) {
 			if err := r.stop(t); err != nil {
 				t.Fatalf("Run returned %v after cancel, want nil", err)
 			}
-			select {
-			case <-conn.Context().Done():
-			case <-time.After(safety):
-				t.Fatal("connection still up after the connector stopped")
-			}
-			var app *quic.ApplicationError
-			err := context.Cause(conn.Context())
-			if !errors.As(err, &app) || !app.Remote || app.ErrorCode != wire.CodeGoingAway {
-				t.Fatalf("connection ended with %v, want the connector's %s", err, wire.CodeString(wire.CodeGoingAway))
-			}
+			expectGoingAway(t, conn)
 		})
 	}
 }

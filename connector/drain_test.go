@@ -1,8 +1,6 @@
 package connector
 
 import (
-	"context"
-	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -15,11 +13,13 @@ import (
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
-// probe sends the listener's liveness probe and returns the verdict.
-func probe(t *testing.T, conn *quic.Conn) (wire.Verdict, string) {
+// ask sends what the listener sends on a control stream — hdr is
+// wire.ProbeHeader or wire.HandedOverHeader — and returns the connector's
+// verdict.
+func ask(t *testing.T, conn *quic.Conn, hdr wire.Header) (wire.Verdict, string) {
 	t.Helper()
 	st := openStream(t, conn)
-	b, err := wire.ProbeHeader.Append(nil)
+	b, err := hdr.Append(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,15 +60,7 @@ func openTunnel(t *testing.T, conn *quic.Conn) *quic.Stream {
 // expectGoingAway waits for the connector to close conn with "going away".
 func expectGoingAway(t *testing.T, conn *quic.Conn) {
 	t.Helper()
-	select {
-	case <-conn.Context().Done():
-	case <-time.After(safety):
-		t.Fatal("connection still up after the connector stopped")
-	}
-	var app *quic.ApplicationError
-	if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != wire.CodeGoingAway {
-		t.Fatalf("connection ended with %v, want the connector's %s", err, wire.CodeString(wire.CodeGoingAway))
-	}
+	testutil.ClosedByPeer(t, conn, wire.CodeGoingAway)
 }
 
 func waitRun(t *testing.T, r *running) {
@@ -87,7 +79,7 @@ func waitRun(t *testing.T, r *running) {
 // TestProbeAnswered: a probe is answered "ok" at once and dials nothing.
 func TestProbeAnswered(t *testing.T) {
 	conn, r := connected(t, nil)
-	if v, reason := probe(t, conn); v != wire.VerdictOK || reason != "" {
+	if v, reason := ask(t, conn, wire.ProbeHeader); v != wire.VerdictOK || reason != "" {
 		t.Fatalf("probe verdict %s %q, want ok", v, reason)
 	}
 	testutil.Eventually(t, "probe logged", func() bool { return len(r.logs.FilterMessage("probe answered").All()) == 1 })
@@ -114,7 +106,7 @@ func TestShutdownDrainsTunnels(t *testing.T) {
 	if v, reason := verdict(t, fresh); v != wire.VerdictGoingAway || !strings.Contains(reason, "shutting down") {
 		t.Fatalf("a new stream while draining: %s %q, want %s", v, reason, wire.VerdictGoingAway)
 	}
-	if v, _ := probe(t, conn); v != wire.VerdictGoingAway {
+	if v, _ := ask(t, conn, wire.ProbeHeader); v != wire.VerdictGoingAway {
 		t.Fatalf("a probe while draining: %s, want %s", v, wire.VerdictGoingAway)
 	}
 	r.expectLog(t, "stream refused", "connector shutting down")

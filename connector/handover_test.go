@@ -1,10 +1,7 @@
 package connector
 
 import (
-	"context"
-	"errors"
 	"testing"
-	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -27,35 +24,6 @@ func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 	return v
 }
 
-// noticeHandOver sends the listener's hand-over notice on conn and returns
-// the connector's verdict.
-func noticeHandOver(t *testing.T, conn *quic.Conn) (wire.Verdict, string) {
-	t.Helper()
-	st := openStream(t, conn)
-	b, err := wire.HandedOverHeader.Append(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, st, b)
-	st.Close()
-	v, reason := verdict(t, st)
-	expectEnd(t, st)
-	return v, reason
-}
-
-func closedBy(t *testing.T, conn *quic.Conn, code quic.ApplicationErrorCode) {
-	t.Helper()
-	select {
-	case <-conn.Context().Done():
-	case <-time.After(safety):
-		t.Fatalf("connection still up, want it closed with %s", wire.CodeString(uint64(code)))
-	}
-	var app *quic.ApplicationError
-	if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != code {
-		t.Fatalf("connection ended with %v, want the connector's %s", err, wire.CodeString(uint64(code)))
-	}
-}
-
 // TestHandOverOnNewCertificate: new certificate files move the connector
 // to a new connection presenting them (a notice it did not ask for is
 // refused). Until the listener's notice, probes
@@ -67,22 +35,22 @@ func TestHandOverOnNewCertificate(t *testing.T) {
 	srv := newServer(t, p)
 	r := start(t, testConfig(t, p, srv.port))
 	old := srv.accept(t)
-	if v, _ := probe(t, old); v != wire.VerdictOK {
+	if v, _ := ask(t, old, wire.ProbeHeader); v != wire.VerdictOK {
 		t.Fatalf("probe before any new certificate: %s, want ok", v)
 	}
 	// Nobody but the connector itself may start a hand-over.
-	if v, _ := noticeHandOver(t, old); v != wire.VerdictBadHeader {
+	if v, _ := ask(t, old, wire.HandedOverHeader); v != wire.VerdictBadHeader {
 		t.Fatalf("a notice without a hand-over answered %s, want %s", v, wire.VerdictBadHeader)
 	}
 	tunnel := openTunnel(t, old)
 
 	next := renewed(t, p, srv)
 	want := wire.CertFingerprint(next.ConnectionState().TLS.PeerCertificates[0].Raw)
-	if v, reason := probe(t, old); v != wire.VerdictHandingOver || reason != want {
+	if v, reason := ask(t, old, wire.ProbeHeader); v != wire.VerdictHandingOver || reason != want {
 		t.Fatalf("probe on the old connection during the hand-over: %s %q; want %s naming the new certificate %q",
 			v, reason, wire.VerdictHandingOver, want)
 	}
-	if v, reason := noticeHandOver(t, old); v != wire.VerdictOK {
+	if v, reason := ask(t, old, wire.HandedOverHeader); v != wire.VerdictOK {
 		t.Fatalf("hand-over notice answered %s (%s), want ok", v, reason)
 	}
 	testutil.Eventually(t, "hand-over counted", func() bool {
@@ -99,7 +67,7 @@ func TestHandOverOnNewCertificate(t *testing.T) {
 
 	tunnel.Close()
 	expectEnd(t, tunnel)
-	closedBy(t, old, wire.CodeNoError)
+	testutil.ClosedByPeer(t, old, wire.CodeNoError)
 	testutil.Eventually(t, "old connection gone", func() bool { return r.metric(t, "socketwarp_connector_connections") == 1 })
 	expectAlive(t, next)
 	if n := r.metric(t, "socketwarp_connector_reconnects_total", "reason", "lost"); n != 0 {
@@ -121,7 +89,7 @@ func TestHandOverRefusedStaysOnOldConnection(t *testing.T) {
 	testutil.Eventually(t, "failed hand-over counted", func() bool {
 		return r.metric(t, "socketwarp_connector_handovers_total", "result", "failed") == 1
 	})
-	if v, reason := probe(t, old); v != wire.VerdictOK {
+	if v, reason := ask(t, old, wire.ProbeHeader); v != wire.VerdictOK {
 		t.Fatalf("probe after the refused hand-over: %s (%s), want ok", v, reason)
 	}
 	roundTrip(t, old, testutil.EchoServer(t), []byte("still the old connection"))

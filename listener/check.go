@@ -33,8 +33,14 @@ func CheckConfig(cfg Config) tlsutil.Findings {
 	}
 	// A missing key is made at start; one New would refuse is a problem.
 	if cfg.StatePath != "" {
-		if _, err := readResetKey(resetKeyPath(cfg.StatePath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		path := resetKeyPath(cfg.StatePath)
+		_, perm, err := readResetKey(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			f.Problems = append(f.Problems, err.Error())
+		}
+		if exposed(perm) {
+			f.Warnings = append(f.Warnings, fmt.Sprintf("SWL_STATE_PATH: stateless reset key %s is open to group or others (mode %s): "+
+				"whoever reads it can end the connections whose packets it sees; chmod 600 it", path, perm))
 		}
 	}
 	checkSCEPURL(&f, cfg.SCEPURL)

@@ -46,7 +46,7 @@ func TestShutdownDrainsTunnels(t *testing.T) {
 		t.Fatalf("end of the tunnel: %q, %v; want a clean end", rest, err)
 	}
 	r.wait(t)
-	closedWith(t, conn, wire.CodeGoingAway)
+	testutil.ClosedByPeer(t, conn, wire.CodeGoingAway)
 	if len(r.logs.FilterMessage("drained").All()) != 1 || len(r.logs.FilterMessage("drain timeout, closing tunnels").All()) != 0 {
 		t.Fatal(`want "drained", not a drain timeout`)
 	}
@@ -70,7 +70,7 @@ func TestShutdownDrainTimeout(t *testing.T) {
 
 	r.cancel()
 	r.wait(t)
-	closedWith(t, conn, wire.CodeGoingAway)
+	testutil.ClosedByPeer(t, conn, wire.CodeGoingAway)
 	if !testutil.Logged(r.logs, "drain timeout, closing tunnels", "tunnels", "1") {
 		t.Fatal("drain timeout not logged with the tunnel count")
 	}

@@ -60,7 +60,7 @@ func TestHandOverToTheAnnouncedCertificate(t *testing.T) {
 	// No longer re-verified itself, the old connection lives on the
 	// authority of its successor.
 	fresh.CloseWithError(wire.CodeNoError, "")
-	closedWith(t, old, wire.CodeReplaced)
+	testutil.ClosedByPeer(t, old, wire.CodeReplaced)
 }
 
 // TestHandOverOnlyToTheAnnouncedCertificate: while the bound connection
@@ -78,7 +78,7 @@ func TestHandOverOnlyToTheAnnouncedCertificate(t *testing.T) {
 	for _, conf := range []*tls.Config{other, oldTLS} {
 		dup := dialWith(t, r, conf)
 		playConnector(t, dup, wire.VerdictOK)
-		closedWith(t, dup, wire.CodeDuplicateUID)
+		testutil.ClosedByPeer(t, dup, wire.CodeDuplicateUID)
 	}
 	if r.HandOvers() != 0 || oldFC.notices.Load() != 0 {
 		t.Fatalf("%d hand-overs, %d notices after duplicates; want none", r.HandOvers(), oldFC.notices.Load())
@@ -93,7 +93,7 @@ func TestHandOverOnlyToTheAnnouncedCertificate(t *testing.T) {
 	oldFC.probeReason.Store(&own)
 	dup := dialWith(t, r, oldTLS)
 	playConnector(t, dup, wire.VerdictOK)
-	closedWith(t, dup, wire.CodeDuplicateUID)
+	testutil.ClosedByPeer(t, dup, wire.CodeDuplicateUID)
 
 	successor := fingerprint(announced)
 	oldFC.probeReason.Store(&successor)
@@ -129,5 +129,5 @@ func TestHandOverAuthorityPassesOn(t *testing.T) {
 	expectAlive(t, a)
 
 	c.CloseWithError(wire.CodeNoError, "")
-	closedWith(t, a, wire.CodeReplaced)
+	testutil.ClosedByPeer(t, a, wire.CodeReplaced)
 }

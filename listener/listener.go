@@ -70,6 +70,8 @@ type Listener struct {
 	outcomes          [numOutcomes]atomic.Int64 // clients of opened ports, by outcome
 	refusedConnectors refusalCounts             // by reason
 	handOvers         atomic.Int64              // connectors moved to a new connection
+	drainReplaced     atomic.Int64              // connections replaced while going away
+	surplusClosed     atomic.Int64              // connections left to drain, closed beyond registry.MaxPredecessors
 	acceptErrors      [numAcceptKinds]atomic.Int64
 	rebinds           atomic.Int64 // dead port sockets bound anew
 
@@ -385,8 +387,18 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	log = log.With(logging.UID(uid))
 	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state,
 		HandedOver: make(chan *registry.Session, 1)}
-	if !l.bindSession(ctx, s, log) {
+	bound, successor := l.bindSession(ctx, s, log)
+	if !bound {
 		return
+	}
+	// A successor of a connection left to drain is what a holder of the
+	// UID's certificates can make in a loop, as fast as handshakes go
+	// (going away, or handing over between two certificates of its own):
+	// its lines are sampled. The connections such a loop leaves open are
+	// bounded by the registry.
+	lifeLog := log
+	if successor {
+		lifeLog = l.sampled(s)
 	}
 	// A CRL that replaced the list after Verify checked it was applied by
 	// dropRevoked to the sessions bound then, maybe not yet this one; the
@@ -400,7 +412,7 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 		}
 	}
 	leaf := s.TLS.PeerCertificates[0]
-	log.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
+	lifeLog.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
 	heartbeats := discardHeartbeats(conn)
 	// After a hand-over the connection is no longer re-verified: its
 	// certificate is typically revoked as superseded while its last
@@ -443,7 +455,7 @@ wait:
 	}
 	<-heartbeats
 	l.sessions.Unbind(s)
-	log.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),
+	lifeLog.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),
 		logging.Duration(time.Since(s.Since)))
 }
 

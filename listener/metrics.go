@@ -17,6 +17,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/auth"
+	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
@@ -90,6 +91,11 @@ var (
 		"Smoothed QUIC round-trip time to each connected connector.", []string{"uid"}, nil)
 	descHandOvers = prometheus.NewDesc(metricName("connector_handovers_total"),
 		"Connectors that moved to a new connection (new certificate) while their old one drained.", nil, nil)
+	descDrainReplaced = prometheus.NewDesc(metricName("connector_drain_replacements_total"),
+		"Connections whose connector said it is going away, replaced by a new one of the same UID while they drained.", nil, nil)
+	descSurplusClosed = prometheus.NewDesc(metricName("predecessors_closed_total"),
+		fmt.Sprintf("Connections left to drain (going away, or handed over) closed because newer ones of the same UID left more than %d of them.",
+			registry.MaxPredecessors), nil, nil)
 )
 
 // initMetrics makes the listener's registry. Most figures are read at
@@ -113,7 +119,8 @@ type collector struct{ l *Listener }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnectors, descPorts, descPortsDown, descAcceptErrors, descRebinds,
-		descTunnels, descBytes, descOutcomes, descRefusals, descAPIRefusals, descRTT, descHandOvers} {
+		descTunnels, descBytes, descOutcomes, descRefusals, descAPIRefusals, descRTT, descHandOvers,
+		descDrainReplaced, descSurplusClosed} {
 		ch <- d
 	}
 }
@@ -160,6 +167,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAPIRefusals, prometheus.CounterValue, float64(l.refusedRequests[i].Load()), reason)
 	}
 	ch <- prometheus.MustNewConstMetric(descHandOvers, prometheus.CounterValue, float64(l.handOvers.Load()))
+	ch <- prometheus.MustNewConstMetric(descDrainReplaced, prometheus.CounterValue, float64(l.drainReplaced.Load()))
+	ch <- prometheus.MustNewConstMetric(descSurplusClosed, prometheus.CounterValue, float64(l.surplusClosed.Load()))
 }
 
 // HandOvers is how many connectors moved to a new connection (see

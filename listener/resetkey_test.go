@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/quic-go/quic-go"
@@ -83,6 +84,18 @@ func TestBadResetKeyRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"is a directory"}},
+		// Read as a file, a named pipe waits for a writer for ever, and
+		// a device like /dev/zero never ends.
+		{"named pipe", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"is a named pipe, not a regular file"}},
+		{"device", func(t *testing.T, path string) {
+			if err := os.Symlink("/dev/zero", path); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"is a device, not a regular file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := f.config()
@@ -103,5 +116,32 @@ func TestBadResetKeyRefused(t *testing.T) {
 				t.Errorf("check-config problems: %q, want one naming %s", p, path)
 			}
 		})
+	}
+}
+
+// TestExposedResetKeyWarned: a key file that group or others may read is
+// used all the same — refusing to start would cost every tunnel for a key
+// that only lets an on-path reader end connections — but start and
+// check-config say so, naming the file and the fix.
+func TestExposedResetKeyWarned(t *testing.T) {
+	f := newFiles(t)
+	cfg := f.config()
+	path := resetKeyPath(cfg.StatePath)
+	key := []byte(strings.Repeat("k", 32))
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	if w := CheckConfig(cfg).Warnings; len(w) != 1 || !strings.Contains(w[0], path) || !strings.Contains(w[0], "chmod 600") {
+		t.Errorf("check-config warnings: %q, want one naming %s and the fix", w, path)
+	}
+	r := run(t, cfg)
+	if !testutil.Logged(r.logs, "stateless reset key is open to group or others: chmod 600 it", "path", path) {
+		t.Error("no warning at start naming the key file")
+	}
+	if again, _ := os.ReadFile(path); string(again) != string(key) {
+		t.Fatal("the key was replaced")
 	}
 }

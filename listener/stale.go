@@ -35,65 +35,96 @@ const (
 // idle timeout — or whose connector said it is going away, or, in a
 // hand-over, by the one certificate the bound connection named as its
 // successor's (see isSuccessor). Against a live one s is refused, as one live
-// connection per UID requires. It reports whether s is bound; a refused s
-// has been closed.
-func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *zap.Logger) bool {
+// connection per UID requires. It reports whether s is bound, and then
+// whether it took the place of a connection left open to drain (going away,
+// or handed over). A refused s has been closed.
+func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *zap.Logger) (bool, bool) {
 	if _, ok := l.sessions.Bind(s); ok {
-		return true
+		return true, false
 	}
 	// One newcomer at a time per UID: two of them must not both take the
 	// place of the same stale connection, nor probe it twice.
 	unlock, ok := l.probes.lock(ctx, s)
 	if !ok {
 		l.refuseWhileShuttingDown(ctx, s)
-		return false
+		return false, false
 	}
 	defer unlock()
 	for {
 		bound, ok := l.sessions.Bind(s)
 		if ok {
-			return true
+			return true, false
 		}
-		state, why, successor := l.probe(ctx, bound)
+		state, why, announced := l.probe(ctx, bound)
 		if ctx.Err() != nil || s.Conn.Context().Err() != nil {
 			l.refuseWhileShuttingDown(ctx, s)
-			return false
-		}
-		if state == handingOver {
-			if !isSuccessor(bound, s, successor) {
-				// Someone else than the announced successor: a duplicate,
-				// be it with the bound certificate or any other.
-				l.refuseDuplicate(s, bound, why+", to another certificate")
-				return false
-			}
-			if !l.sessions.HandOver(bound, s) {
-				continue // see Replace below
-			}
-			l.handOvers.Add(1)
-			log.Info("connector handed over to a new connection", zap.String("old_remote", bound.Remote),
-				zap.String("old_serial", serial(bound)), zap.String("new_serial", serial(s)))
-			return true
-		}
-		if state == alive {
-			l.refuseDuplicate(s, bound, why)
-			return false
+			return false, false
 		}
 		// Only if bound is still the session: otherwise the UID changed
 		// hands (or went free) during the probe, and the new state is
 		// judged afresh. The old connection's cleanup compares sessions
 		// too, so it cannot unbind s.
+		switch state {
+		case alive:
+			l.refuseDuplicate(s, bound, why)
+			return false, false
+		case handingOver:
+			if !isSuccessor(bound, s, announced) {
+				// Someone else than the announced successor: a duplicate,
+				// be it with the bound certificate or any other.
+				l.refuseDuplicate(s, bound, why+", to another certificate")
+				return false, false
+			}
+			surplus, ok := l.sessions.HandOver(bound, s)
+			if !ok {
+				continue
+			}
+			l.handOvers.Add(1)
+			// Sampled, as every line a holder of the UID's certificates
+			// can repeat at will: two of them hand over to each other in
+			// a loop.
+			l.sampled(s).Info("connector handed over to a new connection", zap.String("old_remote", bound.Remote),
+				zap.String("old_serial", serial(bound)), zap.String("new_serial", serial(s)))
+			l.closeSurplus(surplus)
+			return true, true
+		case goingAway:
+			surplus, ok := l.sessions.Drain(bound, s)
+			if !ok {
+				continue
+			}
+			// Its tunnels drain on; the connector closes it when done.
+			l.drainReplaced.Add(1)
+			l.sampled(s).Info("draining connection replaced", zap.String("old_remote", bound.Remote), logging.Reason(why))
+			l.closeSurplus(surplus)
+			return true, true
+		}
 		if !l.sessions.Replace(bound, s) {
 			continue
 		}
-		if state == goingAway {
-			// Its tunnels drain on; the connector closes it when done.
-			log.Info("draining connection replaced", zap.String("old_remote", bound.Remote), logging.Reason(why))
-			return true
-		}
 		log.Warn("stale connection replaced", zap.String("old_remote", bound.Remote), logging.Reason(why))
 		_ = bound.Conn.CloseWithError(wire.CodeReplaced, fmt.Sprintf("replaced by a new connection from %s: %s", s.Remote, why))
-		return true
+		return true, false
 	}
+}
+
+// sampled is l.floodLog for the lines of s's connection that a holder of
+// its UID's certificates can cause at will, however often.
+func (l *Listener) sampled(s *registry.Session) *zap.Logger {
+	return l.floodLog.With(logging.Remote(s.Remote), logging.UID(s.UID))
+}
+
+// closeSurplus closes p, the oldest connection left open to drain of its
+// UID, which a newer one pushed beyond registry.MaxPredecessors (nil: none
+// did). Its tunnels end with it.
+func (l *Listener) closeSurplus(p *registry.Session) {
+	if p == nil {
+		return
+	}
+	l.surplusClosed.Add(1)
+	reason := fmt.Sprintf("too many connections of uid %s left to finish their tunnels (at most %d besides the bound one): the oldest is closed",
+		p.UID, registry.MaxPredecessors)
+	l.sampled(p).Warn("draining connection closed", logging.Reason(reason))
+	_ = p.Conn.CloseWithError(wire.CodeReplaced, reason)
 }
 
 // isSuccessor reports whether s is the successor that bound's connector

@@ -128,20 +128,6 @@ func (fc *fakeConnector) serve(st *quic.Stream) {
 	st.Close()
 }
 
-// closedWith waits for conn to end and checks the listener closed it with code.
-func closedWith(t *testing.T, conn *quic.Conn, code quic.ApplicationErrorCode) {
-	t.Helper()
-	select {
-	case <-conn.Context().Done():
-	case <-time.After(safety):
-		t.Fatalf("connection still up, want it closed with %s", wire.CodeString(uint64(code)))
-	}
-	var app *quic.ApplicationError
-	if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != code {
-		t.Fatalf("connection ended with %v, want the listener's %s", err, wire.CodeString(uint64(code)))
-	}
-}
-
 func expectAlive(t *testing.T, conn *quic.Conn) {
 	t.Helper()
 	if err := context.Cause(conn.Context()); err != nil {
@@ -199,7 +185,7 @@ func TestStaleConnectionReplaced(t *testing.T) {
 
 	fresh := connectorConn(t, f, r.Listener, "swc-1")
 	fc := playConnector(t, fresh, wire.VerdictOK)
-	closedWith(t, stale, wire.CodeReplaced)
+	testutil.ClosedByPeer(t, stale, wire.CodeReplaced)
 	testutil.Eventually(t, "replacement logged", func() bool {
 		return testutil.Logged(r.logs, "stale connection replaced", "old_remote", stale.LocalAddr().String())
 	})
@@ -235,7 +221,7 @@ func TestLiveConnectionKeepsUID(t *testing.T) {
 			testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
 
 			second := connectorConn(t, f, r.Listener, "swc-1")
-			closedWith(t, second, wire.CodeDuplicateUID)
+			testutil.ClosedByPeer(t, second, wire.CodeDuplicateUID)
 			if !testutil.Logged(r.logs, "connector refused", "probe", "answered the probe") {
 				t.Error("the refusal does not say the bound connector answered the probe")
 			}
@@ -299,7 +285,7 @@ func TestNewcomersRaceForStaleUID(t *testing.T) {
 	playConnector(t, a, wire.VerdictOK)
 	b := connectorConn(t, f, r.Listener, "swc-1")
 	playConnector(t, b, wire.VerdictOK)
-	closedWith(t, stale, wire.CodeReplaced)
+	testutil.ClosedByPeer(t, stale, wire.CodeReplaced)
 
 	var loser, winner *quic.Conn
 	select {
@@ -310,7 +296,7 @@ func TestNewcomersRaceForStaleUID(t *testing.T) {
 	case <-time.After(safety):
 		t.Fatal("both newcomers still connected")
 	}
-	closedWith(t, loser, wire.CodeDuplicateUID)
+	testutil.ClosedByPeer(t, loser, wire.CodeDuplicateUID)
 	expectAlive(t, winner)
 	if n := len(r.logs.FilterMessage("stale connection replaced").All()); n != 1 {
 		t.Fatalf("%d replacements logged, want 1", n)

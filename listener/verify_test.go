@@ -5,19 +5,16 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/listener/auth"
@@ -106,22 +103,6 @@ func newVerifyServer(t *testing.T, holdAt int64) *verifyServer {
 
 func (v *verifyServer) set(a verifyAnswer) { v.answer.Store(int32(a)) }
 
-// waitClosedBy waits until the listener closed conn and checks the code and
-// that the reason names want.
-func waitClosedBy(t *testing.T, conn *quic.Conn, code quic.ApplicationErrorCode, want string) {
-	t.Helper()
-	select {
-	case <-conn.Context().Done():
-	case <-time.After(safety):
-		t.Fatal("the listener did not close the connection")
-	}
-	var app *quic.ApplicationError
-	if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != code ||
-		!strings.Contains(app.ErrorMessage, want) {
-		t.Fatalf("connection closed with %v, want the listener's %s naming %q", err, wire.CodeString(uint64(code)), want)
-	}
-}
-
 // A definitive "no" at a re-check disconnects at once, with one line that
 // says why and the usual lifecycle line.
 func TestRecheckDropsOnRefusal(t *testing.T) {
@@ -135,7 +116,7 @@ func TestRecheckDropsOnRefusal(t *testing.T) {
 	conn := connectorConn(t, f, l, "swc-1")
 	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
 	verify.set(verifyRevoked)
-	waitClosedBy(t, conn, wire.CodeUnauthorized, "Certificate is revoked")
+	testutil.ClosedByPeer(t, conn, wire.CodeUnauthorized, "Certificate is revoked")
 	testutil.Eventually(t, "connector unbound", func() bool { return !l.Connected("swc-1") })
 	if !testutil.Logged(logs, "connector no longer authorized", logging.KeyReason, "scep verify: Certificate is revoked (401)") {
 		t.Error("no line saying why the connector was dropped")
@@ -179,7 +160,7 @@ func TestRecheckGraceWhileVerifyDown(t *testing.T) {
 	}
 
 	close(verify.release)
-	waitClosedBy(t, conn, wire.CodeUnauthorized, fmt.Sprintf("not re-verified for %d checks in a row", recheckGrace))
+	testutil.ClosedByPeer(t, conn, wire.CodeUnauthorized, fmt.Sprintf("not re-verified for %d checks in a row", recheckGrace))
 	testutil.Eventually(t, "connector unbound", func() bool { return !l.Connected("swc-1") })
 	if !testutil.Logged(logs, "connector dropped: the verify endpoint gives no verdict", logging.KeyReason, "maintenance (503)") {
 		t.Error("no line saying why the connector was dropped")
@@ -245,7 +226,7 @@ func TestCRLCheckedAgainAfterBind(t *testing.T) {
 	startListener(t, l)
 
 	conn := connectorConn(t, f, l, "swc-1")
-	waitClosedBy(t, conn, wire.CodeUnauthorized, "is revoked (CRL)")
+	testutil.ClosedByPeer(t, conn, wire.CodeUnauthorized, "is revoked (CRL)")
 	testutil.Eventually(t, "connector unbound", func() bool { return !l.Connected("swc-1") })
 	if !testutil.Logged(logs, "connector refused", logging.KeyReason, "is revoked (CRL)") {
 		t.Error("no line saying why the connector was refused")

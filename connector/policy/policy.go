@@ -65,6 +65,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/socket-warp/socket-warp/shared/hostname"
 )
 
 // ErrForbidden is matched (errors.Is) by every refusal.
@@ -240,7 +242,7 @@ func (r *rule) parseHost(host string) error {
 		return err
 	case strings.HasPrefix(host, "*."):
 		suffix := host[1:]
-		if !validHostname(suffix[1:]) {
+		if hostname.Check(suffix[1:]) != nil {
 			return fmt.Errorf("%q is not a valid wildcard: want *. followed by a hostname", host)
 		}
 		r.suffix = strings.ToLower(suffix)
@@ -253,8 +255,8 @@ func (r *rule) parseHost(host string) error {
 		r.prefix = netip.PrefixFrom(a, a.BitLen())
 		return nil
 	}
-	if !validHostname(host) {
-		if looksNumeric(host) {
+	if hostname.Check(host) != nil {
+		if hostname.LooksNumeric(host) {
 			return fmt.Errorf("%q is not an IPv4 address (dotted quad, no leading zeros) nor a hostname", host)
 		}
 		return fmt.Errorf("%q is not a valid hostname", host)
@@ -306,52 +308,6 @@ func parsePort(s string) (uint16, error) {
 		return 0, fmt.Errorf("port %s is outside 1-65535", s)
 	}
 	return uint16(n), nil
-}
-
-// validHostname accepts ASCII letters, digits, '-' (not at either end of a
-// label) and '_', labels of 1 to 63 bytes, at most 253 bytes, and one
-// trailing dot. The last label must not be a number: "010.0.0.1", "127.1"
-// and "0x7f.1" are IPv4 addresses to some resolvers and no hostname at all.
-func validHostname(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	labels := strings.Split(s, ".")
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return !isNumber(labels[len(labels)-1])
-}
-
-// isNumber is a label an IPv4 parser of the inet_aton school would read as
-// a number: decimal, octal or 0x hex.
-func isNumber(l string) bool {
-	digits := "0123456789"
-	if len(l) > 1 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X') {
-		l, digits = l[2:], "0123456789abcdefABCDEF"
-		if l == "" {
-			return true
-		}
-	}
-	return strings.Trim(l, digits) == ""
-}
-
-func looksNumeric(s string) bool {
-	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
-		if !isNumber(l) {
-			return false
-		}
-	}
-	return true
 }
 
 // String is the policy in canonical form, which Parse reads back.
@@ -473,7 +429,7 @@ func (p *Policy) Addrs(ctx context.Context, r Resolver, host string, port uint16
 		}
 		return []netip.AddrPort{netip.AddrPortFrom(a, port)}, nil
 	}
-	if !validHostname(host) {
+	if hostname.Check(host) != nil {
 		return nil, refused("%q is neither an IP address nor a hostname", host)
 	}
 	name := strings.ToLower(host)

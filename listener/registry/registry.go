@@ -3,12 +3,15 @@
 // The rule is one live connection per UID. Unbind and Replace compare the
 // session, not just the UID, so the cleanup of an old connection can never
 // unbind the connection that replaced it, and of two newcomers that found
-// the same stale session only one can take its place. HandOver is Replace
-// for a connector that moves to a new connection of its own accord.
+// the same stale session only one can take its place. Drain and HandOver
+// are Replace for a connection left open to finish its tunnels: its
+// connector is going away, or moves to a new connection of its own accord.
+// Such predecessors are kept track of, at most MaxPredecessors per UID.
 package registry
 
 import (
 	"crypto/tls"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -43,14 +46,29 @@ type Session struct {
 	Successor atomic.Pointer[Session]
 }
 
+// MaxPredecessors is how many connections of one UID may stay open beside
+// the bound one after Drain or HandOver. A connector has one predecessor at
+// a time in the flows it makes: a restart (the old process drains while the
+// new one is bound) or a hand-over (the old certificate's tunnels finish).
+// Two allows for both at once, or for two hand-overs in a row while a long
+// tunnel still runs on the first connection. Without a bound, whoever holds
+// certificates of a UID could keep any number of connections by answering
+// "going away", or by handing over between two certificates in a loop.
+const MaxPredecessors = 2
+
 // Registry maps UIDs to sessions.
 type Registry struct {
 	mu       sync.Mutex // guards the following fields
 	sessions map[string]*Session
+	// Per UID, the sessions Drain and HandOver replaced while they stay
+	// open, oldest first, until their Unbind; at most MaxPredecessors.
+	predecessors map[string][]*Session
 }
 
 // New returns an empty registry.
-func New() *Registry { return &Registry{sessions: map[string]*Session{}} }
+func New() *Registry {
+	return &Registry{sessions: map[string]*Session{}, predecessors: map[string][]*Session{}}
+}
 
 // Bind makes s the session of its UID. If the UID is already bound, nothing
 // changes and the bound session is returned.
@@ -64,48 +82,90 @@ func (r *Registry) Bind(s *Session) (bound *Session, ok bool) {
 	return s, true
 }
 
-// Unbind removes s if, and only if, it is still the session of its UID.
+// Unbind removes s if, and only if, it is still the session of its UID. A
+// predecessor (Drain, HandOver) is forgotten; it reports false.
 func (r *Registry) Unbind(s *Session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.sessions[s.UID] != s {
+		r.forgetLocked(s)
 		return false
 	}
 	delete(r.sessions, s.UID)
 	return true
 }
 
+func (r *Registry) forgetLocked(s *Session) {
+	kept := slices.DeleteFunc(r.predecessors[s.UID], func(p *Session) bool { return p == s })
+	if len(kept) == 0 {
+		delete(r.predecessors, s.UID)
+		return
+	}
+	r.predecessors[s.UID] = kept
+}
+
 // Replace makes s the session of its UID in place of old, if and only if
 // old is still the session of that UID. It reports whether it did.
 func (r *Registry) Replace(old, s *Session) bool {
-	if old.UID != s.UID {
-		return false
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.sessions[s.UID] != old {
+	return r.replaceLocked(old, s)
+}
+
+func (r *Registry) replaceLocked(old, s *Session) bool {
+	if old.UID != s.UID || r.sessions[s.UID] != old {
 		return false
 	}
 	r.sessions[s.UID] = s
 	return true
 }
 
-// HandOver makes s the session of its UID in place of old, as Replace does,
-// for a connector that moved to s of its own accord: old stays open for the
-// tunnels it carries but takes no new one (Draining), and learns s on its
-// HandedOver channel. It reports whether it did.
-func (r *Registry) HandOver(old, s *Session) bool {
-	if !r.Replace(old, s) {
-		return false
+// Drain makes s the session of its UID in place of old, as Replace does,
+// for an old session whose connector is going away: it stays open for the
+// tunnels it carries but takes no new one (Draining), as a predecessor of
+// s. It reports whether it did, and returns the predecessor beyond
+// MaxPredecessors, if any — the oldest — for the caller to close.
+func (r *Registry) Drain(old, s *Session) (surplus *Session, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.replaceLocked(old, s) {
+		return nil, false
 	}
 	old.Draining.Store(true)
+	return r.retireLocked(old), true
+}
+
+// HandOver makes s the session of its UID in place of old, as Drain does,
+// for a connector that moved to s of its own accord: old also learns s on
+// its HandedOver channel.
+func (r *Registry) HandOver(old, s *Session) (surplus *Session, ok bool) {
+	if surplus, ok = r.Drain(old, s); !ok {
+		return nil, false
+	}
 	old.Successor.Store(s)
-	// Replace succeeds once per old session, so the room for one suffices.
+	// Drain succeeds once per old session, so the room for one suffices.
 	select {
 	case old.HandedOver <- s:
 	default: // nil channel: nobody to tell
 	}
-	return true
+	return surplus, true
+}
+
+// retireLocked records old among the predecessors of its UID and removes
+// the oldest beyond MaxPredecessors, returning it. Predecessors whose
+// connection has ended already, and only await their Unbind, go first
+// and are not returned: closing them again is of no use.
+func (r *Registry) retireLocked(old *Session) (surplus *Session) {
+	kept := slices.DeleteFunc(r.predecessors[old.UID], func(p *Session) bool {
+		return p.Conn != nil && p.Conn.Context().Err() != nil
+	})
+	kept = append(kept, old)
+	if len(kept) > MaxPredecessors {
+		surplus = kept[0]
+		kept = slices.Delete(kept, 0, 1)
+	}
+	r.predecessors[old.UID] = kept
+	return surplus
 }
 
 // Get returns the session bound to uid, or nil.

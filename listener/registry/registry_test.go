@@ -135,7 +135,7 @@ func TestHandOver(t *testing.T) {
 	old := &Session{UID: "swc-1", HandedOver: make(chan *Session, 1)}
 	r.Bind(old)
 	next := &Session{UID: "swc-1"}
-	if !r.HandOver(old, next) {
+	if _, ok := r.HandOver(old, next); !ok {
 		t.Fatal("hand-over of the bound session failed")
 	}
 	if r.Get("swc-1") != next || !old.Draining.Load() {
@@ -150,12 +150,54 @@ func TestHandOver(t *testing.T) {
 		t.Fatal("the old session was not told its successor")
 	}
 	// Once only, and never from a session that is no longer bound.
-	if r.HandOver(old, &Session{UID: "swc-1"}) || r.Get("swc-1") != next {
+	if _, ok := r.HandOver(old, &Session{UID: "swc-1"}); ok || r.Get("swc-1") != next {
 		t.Fatal("a session that was handed over was handed over again")
 	}
 	// A session nobody listens to is handed over all the same.
 	third := &Session{UID: "swc-1"}
-	if !r.HandOver(next, third) || r.Get("swc-1") != third {
+	if _, ok := r.HandOver(next, third); !ok || r.Get("swc-1") != third {
 		t.Fatal("hand-over of a session without a HandedOver channel failed")
+	}
+}
+
+// TestPredecessorsBounded: of the sessions Drain and HandOver leave open,
+// a UID keeps the newest MaxPredecessors; each one beyond is returned,
+// oldest first, once. A predecessor's Unbind makes room; other UIDs are
+// not concerned.
+func TestPredecessorsBounded(t *testing.T) {
+	r := New()
+	bound := &Session{UID: "swc-1"}
+	r.Bind(bound)
+	r.Bind(&Session{UID: "swc-2"})
+	var left []*Session
+	for i := range 6 {
+		next := &Session{UID: "swc-1"}
+		var surplus *Session
+		var ok bool
+		if i%2 == 0 {
+			surplus, ok = r.Drain(bound, next)
+		} else {
+			surplus, ok = r.HandOver(bound, next)
+		}
+		if !ok || !bound.Draining.Load() {
+			t.Fatalf("step %d: not replaced, or the old session takes new tunnels", i)
+		}
+		left = append(left, bound)
+		var want *Session
+		if len(left) > MaxPredecessors {
+			want, left = left[0], left[1:]
+		}
+		if surplus != want {
+			t.Fatalf("step %d: surplus %p, want %p", i, surplus, want)
+		}
+		bound = next
+	}
+	// A predecessor that ends makes room: the next one pushes none out.
+	r.Unbind(left[0])
+	if surplus, _ := r.Drain(bound, &Session{UID: "swc-1"}); surplus != nil {
+		t.Fatalf("surplus %p after a predecessor's Unbind, want none", surplus)
+	}
+	if surplus, _ := r.Drain(r.Get("swc-2"), &Session{UID: "swc-2"}); surplus != nil {
+		t.Fatal("another UID's predecessors counted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 )
 
@@ -174,7 +175,9 @@ func (ca *CA) WriteCert(dir, name string) (string, error) {
 
 // WriteFileAtomic writes data to a temporary file beside path and renames it
 // into place, so a reader never sees half a file. The mode is set before any
-// byte is written, so a key is never readable by others, even briefly.
+// byte is written, so a key is never readable by others, even briefly. It
+// returns once the file and its name are on disk: a key it wrote survives a
+// power loss right after.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -200,7 +203,27 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// The rename is in the directory, not the file: until the directory is
+	// synced, a power loss can undo it and leave the old file, or none.
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("write %s: sync its directory: %w", path, err)
+	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // no directory can be synced there
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // newKeyAndSerial makes what every new certificate needs: a P-256 key and a

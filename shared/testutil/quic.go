@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -92,4 +95,24 @@ func QUICDial(t testing.TB, ctx context.Context, addr net.Addr, tlsConf *tls.Con
 	}
 	t.Cleanup(func() { conn.CloseWithError(wire.CodeNoError, "") })
 	return conn
+}
+
+// ClosedByPeer waits for conn to end and fails the test unless the peer
+// closed it with code and a reason that contains each of reason.
+func ClosedByPeer(t testing.TB, conn *quic.Conn, code quic.ApplicationErrorCode, reason ...string) {
+	t.Helper()
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(eventuallyLimit):
+		t.Fatalf("connection still up, want the peer to close it with %s", wire.CodeString(uint64(code)))
+	}
+	var app *quic.ApplicationError
+	if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != code {
+		t.Fatalf("connection ended with %v, want the peer's %s", err, wire.CodeString(uint64(code)))
+	}
+	for _, want := range reason {
+		if !strings.Contains(app.ErrorMessage, want) {
+			t.Fatalf("connection closed with %s (%q), want a reason naming %q", wire.CodeString(uint64(code)), app.ErrorMessage, want)
+		}
+	}
 }

@@ -133,6 +133,9 @@
 // bound. The listener closes the old connection with [CodeReplaced] when
 // the notice is not answered, and when the connection that took its place
 // ends: a handed-over connection lives on the authority of its successor.
+// Of the connections of a UID that were replaced while they finish their
+// tunnels (handed over, or answering [VerdictGoingAway]), the listener
+// keeps the newest two open and closes older ones with [CodeReplaced].
 //
 // # PROXY protocol
 //

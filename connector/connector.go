@@ -33,6 +33,7 @@ import (
 	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/quicconf"
 	"github.com/socket-warp/socket-warp/shared/relay"
+	"github.com/socket-warp/socket-warp/shared/teardown"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -295,7 +296,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		lk, err := c.dialLink(ctx, certs.Certificate())
 		if ctx.Err() != nil {
 			if lk != nil {
-				_ = lk.conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+				_ = lk.conn.CloseWithError(wire.CodeGoingAway, teardown.ConnectorShuttingDown)
 				closeTransport(lk.tr)
 			}
 			return nil
@@ -500,7 +501,7 @@ func (c *Connector) serve(ctx context.Context, lk *link) error {
 	}()
 	shutdown := func() bool {
 		draining.Store(true)
-		return c.drain(tunnels, time.Duration(c.cfg.DrainTimeout), nil, "connector shutting down")
+		return c.drain(tunnels, time.Duration(c.cfg.DrainTimeout), nil, teardown.ConnectorShuttingDown)
 	}
 	var err error
 	select {
@@ -512,17 +513,17 @@ func (c *Connector) serve(ctx context.Context, lk *link) error {
 		// Close before Run closes the transport, which would drop the
 		// connection without a CONNECTION_CLOSE and leave the listener
 		// holding the UID until its idle timeout.
-		_ = conn.CloseWithError(wire.CodeGoingAway, "connector shutting down")
+		_ = conn.CloseWithError(wire.CodeGoingAway, teardown.ConnectorShuttingDown)
 		err = <-accepted
 	case <-lk.handedOver:
-		drained := c.drain(tunnels, time.Duration(c.cfg.HandoverTimeout), ctx.Done(), "handed over to a new connection")
+		drained := c.drain(tunnels, time.Duration(c.cfg.HandoverTimeout), ctx.Done(), teardown.HandedOver)
 		if !drained && ctx.Err() != nil {
 			drained = shutdown() // from here on, the shutdown's bound
 		}
 		if drained {
 			linger(conn)
 		}
-		_ = conn.CloseWithError(wire.CodeNoError, "handed over to a new connection")
+		_ = conn.CloseWithError(wire.CodeNoError, teardown.HandedOver)
 		err = <-accepted
 	}
 	wg.Wait()
@@ -536,35 +537,12 @@ func (c *Connector) serve(ctx context.Context, lk *link) error {
 // closed (nil: never), and reports whether they all ended. why, in its log
 // lines, says what it drains for.
 func (c *Connector) drain(tunnels *tunnelCount, timeout time.Duration, stop <-chan struct{}, why string) bool {
-	c.log.Info("draining", zap.Int64("tunnels", tunnels.n.Load()), zap.Duration("timeout", timeout), logging.Reason(why))
-	if tunnels.wait(timeout, stop) {
-		c.log.Info("drained", logging.Reason(why))
-		return true
-	}
-	select {
-	case <-stop:
-		return false // the caller goes on
-	default:
-	}
-	c.log.Warn("drain timeout, closing tunnels", zap.Int64("tunnels", tunnels.n.Load()), logging.Reason(why))
-	return false
+	return teardown.Drain{Log: c.log, Why: why, Timeout: timeout, Stop: stop, Running: tunnels.n.Load, Ended: tunnels.changed}.Run()
 }
 
-// linger keeps a drained connection open a moment before it is closed.
-// quic-go drops what it has not sent when a connection closes, and the last
-// bytes and FIN of a tunnel that just ended may still be queued; QUIC tells
-// nobody when the peer has them. About two probe timeouts let them go out
-// and, if lost, go out again. (sw-listener does the same: see its linger.)
-func linger(conn *quic.Conn) {
-	st := conn.ConnectionStats()
-	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond) + 25*time.Millisecond // max_ack_delay
-	t := time.NewTimer(min(max(2*pto, 50*time.Millisecond), time.Second))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-conn.Context().Done():
-	}
-}
+// linger keeps a drained connection open a moment before it is closed (see
+// teardown.Linger; sw-listener does the same).
+func linger(conn *quic.Conn) { teardown.Linger(conn.Context().Done(), conn) }
 
 // refuseDraining answers a stream opened during the drain without reading
 // its header: a probe learns that this connector is going away (so a new
@@ -572,8 +550,8 @@ func linger(conn *quic.Conn) {
 // which then opens no more streams to this connection.
 func (c *Connector) refuseDraining(st *quic.Stream) {
 	c.stats.stream(streamGoingAway)
-	c.refuse(st, wire.VerdictGoingAway, "connector shutting down")
-	c.floodLog.Info("stream refused", logging.Stream(int64(st.StreamID())), logging.Reason("connector shutting down"))
+	c.refuse(st, wire.VerdictGoingAway, teardown.ConnectorShuttingDown)
+	c.floodLog.Info("stream refused", logging.Stream(int64(st.StreamID())), logging.Reason(teardown.ConnectorShuttingDown))
 }
 
 // tunnelCount counts the stream handlers that run.
@@ -592,23 +570,6 @@ func (t *tunnelCount) end() {
 	case t.changed <- struct{}{}:
 	default:
 	}
-}
-
-// wait reports whether the count reached zero within timeout, and before
-// stop was closed (nil: never).
-func (t *tunnelCount) wait(timeout time.Duration, stop <-chan struct{}) bool {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for t.n.Load() > 0 {
-		select {
-		case <-t.changed:
-		case <-timer.C:
-			return t.n.Load() == 0
-		case <-stop:
-			return t.n.Load() == 0
-		}
-	}
-	return true
 }
 
 // handleStream reads the header, dials the target, sends the verdict, relays.
@@ -903,7 +864,7 @@ func streamReason(err error) string {
 	case err == nil:
 		return "done"
 	case errors.Is(err, relay.ErrClosed):
-		return "connector shutting down"
+		return teardown.ConnectorShuttingDown
 	case errors.As(err, &se) && se.Remote:
 		return "listener reset the stream: " + wire.CodeString(uint64(se.ErrorCode))
 	default:

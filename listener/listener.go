@@ -32,6 +32,7 @@ import (
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/quicconf"
+	"github.com/socket-warp/socket-warp/shared/teardown"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -431,7 +432,7 @@ wait:
 		case <-conn.Context().Done():
 			break wait
 		case <-ctx.Done():
-			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+			_ = conn.CloseWithError(wire.CodeGoingAway, teardown.ListenerShuttingDown)
 			break wait
 		case succ = <-s.HandedOver:
 			successorDone = succ.Conn.Context().Done()

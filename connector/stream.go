@@ -24,7 +24,7 @@ func (c *Connector) handleStream(ctx context.Context, lk *link, st *quic.Stream)
 	// buffer of its own, which an idle tunnel would hold for its lifetime.
 	id := make([]zap.Field, 0, 8)
 	id = append(id, logging.Stream(int64(st.StreamID())))
-	tc := relay.OnFreshStack(func() *net.TCPConn { return c.openTarget(ctx, lk, st, start, &id) })
+	tc, id := relay.SetUp(id, func(id []zap.Field) (*net.TCPConn, []zap.Field) { return c.openTarget(ctx, lk, st, start, id) })
 	if tc == nil {
 		return
 	}
@@ -38,10 +38,9 @@ func (c *Connector) handleStream(ctx context.Context, lk *link, st *quic.Stream)
 
 // openTarget reads the stream's header and dials its target. It answers and
 // ends the stream itself and returns nil when it refuses it; a probe and a
-// hand-over notice are answered the same way.
-func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, start time.Time, idp *[]zap.Field) *net.TCPConn {
-	id := *idp
-	defer func() { *idp = id }()
+// hand-over notice are answered the same way. It returns id with the
+// stream's target, client and port appended once it knows them.
+func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, start time.Time, id []zap.Field) (*net.TCPConn, []zap.Field) {
 	// A listener that opens a stream and sends nothing must not pin this
 	// goroutine forever.
 	_ = st.SetReadDeadline(start.Add(time.Duration(c.cfg.HeaderTimeout)))
@@ -51,7 +50,7 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 		c.stats.stream(streamBadHeader)
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
 		c.floodLog.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
-		return nil
+		return nil, id
 	}
 	if hdr.Probe {
 		// The listener asks whether this connection is still alive
@@ -65,7 +64,7 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 		}
 		c.refuse(st, v, reason)
 		c.log.Debug("probe answered", append(id, zap.Stringer("verdict", v))...)
-		return nil
+		return nil, id
 	}
 	if hdr.HandedOver {
 		// The new connection took this one's place. Honoured only when
@@ -74,11 +73,11 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 			reason := "hand-over notice, but no hand-over was announced"
 			c.refuse(st, wire.VerdictBadHeader, reason)
 			c.log.Warn("stream refused", append(id, logging.Reason(reason))...)
-			return nil
+			return nil, id
 		}
 		c.refuse(st, wire.VerdictOK, "")
 		lk.notice.Do(func() { close(lk.handedOver) })
-		return nil
+		return nil, id
 	}
 	target := net.JoinHostPort(hdr.TargetHost, strconv.Itoa(int(hdr.TargetPort)))
 	id = append(id, logging.Target(target), logging.Remote(hdr.ClientAddr), logging.Port(int(hdr.OpenedPort)))
@@ -89,7 +88,7 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 		c.stats.stream(streamBadHeader)
 		c.refuse(st, wire.VerdictBadHeader, err.Error())
 		c.floodLog.Warn("stream refused", append(id, logging.Reason(err.Error()))...)
-		return nil
+		return nil, id
 	}
 
 	tc, err := c.dial(ctx, hdr, target)
@@ -101,7 +100,7 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 		c.stats.stream(streamForbidden)
 		c.refuse(st, wire.VerdictForbidden, reason)
 		c.floodLog.Warn("stream refused", append(id, logging.Reason(reason+": "+refusal.Detail))...)
-		return nil
+		return nil, id
 	}
 	if err != nil {
 		c.stats.dialFailure(target)
@@ -109,7 +108,7 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 		reason := fmt.Sprintf("dial %s: %v", target, unwrapOpError(err))
 		c.refuse(st, wire.VerdictDialFailed, reason)
 		c.floodLog.Warn("stream refused", append(id, logging.Reason(reason))...)
-		return nil
+		return nil, id
 	}
 	if proxyHdr != nil {
 		if _, err := proxyHdr.WriteTo(tc); err != nil {
@@ -118,11 +117,11 @@ func (c *Connector) openTarget(ctx context.Context, lk *link, st *quic.Stream, s
 			c.stats.stream(streamDialFailed)
 			c.refuse(st, wire.VerdictDialFailed, reason)
 			c.floodLog.Warn("stream refused", append(id, logging.Reason(reason))...)
-			return nil
+			return nil, id
 		}
 	}
 	c.floodLog.Info("tunnel opened", id...)
-	return tc
+	return tc, id
 }
 
 // okFirst sends the ok verdict with the target's first bytes (or its FIN)

@@ -32,6 +32,7 @@ import (
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/quicconf"
+	"github.com/socket-warp/socket-warp/shared/teardown"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
 	"github.com/socket-warp/socket-warp/shared/wire"
@@ -103,8 +104,12 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	if err := l.openStore(); err != nil {
 		return nil, err
 	}
+	// Every exit with an error closes what was opened by then; each close
+	// skips what is not open.
 	defer func() {
 		if err != nil {
+			l.closeSockets()
+			l.closeAuth()
 			l.closeStore()
 		}
 	}()
@@ -112,14 +117,12 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 		return nil, err
 	}
 	if err := l.buildVerifier(); err != nil {
-		l.closeAuth()
 		return nil, err
 	}
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
 	l.initMetrics()
 	token, err := cfg.apiToken()
 	if err != nil {
-		l.closeAuth()
 		return nil, err
 	}
 	if token == "" && cfg.APIInsecure && len(nonLoopback(cfg.APIAddrs)) > 0 {
@@ -147,15 +150,12 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	})
 	resetKey, err := loadResetKey(cfg.StatePath, log)
 	if err != nil {
-		l.closeAuth()
 		return nil, err
 	}
 	quicAddrs, _ := SplitAddrs(cfg.Addrs)
 	for _, a := range quicAddrs {
 		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf, resetKey)
 		if err != nil {
-			l.closeSockets()
-			l.closeAuth()
 			return nil, fmt.Errorf("listen for connectors on udp %s: %w", hostPort(a, cfg.Port), err)
 		}
 		l.quicLns = append(l.quicLns, ln)
@@ -164,23 +164,17 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	for _, a := range apiAddrs {
 		ln, err := net.Listen("tcp", hostPort(a, cfg.APIPort))
 		if err != nil {
-			l.closeSockets()
-			l.closeAuth()
 			return nil, fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
 		}
 		l.apiLns = append(l.apiLns, ln)
 	}
 	if cfg.MetricsAddr != "" {
 		if l.metricsSrv, err = metrics.Listen("SWL_METRICS_ADDR", cfg.MetricsAddr, l.metrics, l.ready, log); err != nil {
-			l.closeSockets()
-			l.closeAuth()
 			return nil, err
 		}
 	}
 	if cfg.PprofAddr != "" {
 		if l.pprof, err = debugserver.Listen(cfg.PprofAddr, log); err != nil {
-			l.closeSockets()
-			l.closeAuth()
 			return nil, err
 		}
 	}
@@ -431,7 +425,7 @@ wait:
 		case <-conn.Context().Done():
 			break wait
 		case <-ctx.Done():
-			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+			_ = conn.CloseWithError(wire.CodeGoingAway, teardown.ListenerShuttingDown)
 			break wait
 		case succ = <-s.HandedOver:
 			successorDone = succ.Conn.Context().Done()

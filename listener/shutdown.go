@@ -2,10 +2,10 @@ package listener
 
 import (
 	"context"
-	"time"
 
-	"go.uber.org/zap"
+	"github.com/quic-go/quic-go"
 
+	"github.com/socket-warp/socket-warp/shared/teardown"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -21,7 +21,7 @@ func (l *Listener) refuseConnectors() {
 			if err != nil {
 				break
 			}
-			_ = conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+			_ = conn.CloseWithError(wire.CodeGoingAway, teardown.ListenerShuttingDown)
 		}
 	}
 }
@@ -33,13 +33,6 @@ func (l *Listener) drain(bindings map[int]*binding) bool {
 	for _, b := range bindings {
 		b.stopAccepting()
 	}
-	count := func() (n int64) {
-		for _, b := range bindings {
-			n += b.conns.Load()
-		}
-		return n
-	}
-	l.log.Info("draining", zap.Int64("tunnels", count()), zap.Duration("timeout", l.cfg.DrainTimeout))
 	// The ports accept no more, so each WaitGroup counts down to zero:
 	// its accept loops end, then its tunnels.
 	drained := make(chan struct{})
@@ -49,43 +42,39 @@ func (l *Listener) drain(bindings map[int]*binding) bool {
 			b.wg.Wait()
 		}
 	}()
-	t := time.NewTimer(l.cfg.DrainTimeout)
-	defer t.Stop()
-	var left int64
-	select {
-	case <-drained:
-	case <-t.C:
-		left = count() // 0: only accept loops were still ending
-	}
-	if left > 0 {
-		l.log.Warn("drain timeout, closing tunnels", zap.Int64("tunnels", left))
-	}
-	for _, b := range bindings {
-		b.close()
-	}
-	<-drained
-	if left == 0 {
-		l.log.Info("drained")
-	}
-	return left == 0
+	return teardown.Drain{
+		Log:     l.log,
+		Timeout: l.cfg.DrainTimeout,
+		Running: func() (n int64) {
+			for _, b := range bindings {
+				n += b.conns.Load()
+			}
+			return n // at the bound, 0: only accept loops were still ending
+		},
+		Ended: drained,
+		Idle: func() bool {
+			select {
+			case <-drained:
+				return true
+			default:
+				return false
+			}
+		},
+		End: func() {
+			for _, b := range bindings {
+				b.close()
+			}
+			<-drained
+		},
+	}.Run()
 }
 
-// linger keeps the connections open a moment after a clean drain. quic-go
-// drops what it has not sent when a connection closes, and the last bytes
-// and FIN of a tunnel that just ended may still be queued; QUIC tells nobody
-// when the peer has them. About two probe timeouts (of the slowest
-// connection) let them go out and, if lost, go out again. sw-connector does
-// the same when it drains.
+// linger keeps the connections open a moment after a clean drain (see
+// teardown.Linger); sw-connector does the same when it drains.
 func (l *Listener) linger() {
-	var pto time.Duration
+	var conns []*quic.Conn
 	for _, s := range l.sessions.All() {
-		st := s.Conn.ConnectionStats()
-		pto = max(pto, st.SmoothedRTT+max(4*st.MeanDeviation, time.Millisecond)+25*time.Millisecond) // max_ack_delay
+		conns = append(conns, s.Conn)
 	}
-	if pto == 0 {
-		return // no connection
-	}
-	t := time.NewTimer(min(max(2*pto, 50*time.Millisecond), time.Second))
-	defer t.Stop()
-	<-t.C
+	teardown.Linger(nil, conns...)
 }

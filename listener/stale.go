@@ -13,6 +13,7 @@ import (
 
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/shared/logging"
+	"github.com/socket-warp/socket-warp/shared/teardown"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
@@ -164,7 +165,7 @@ func (l *Listener) refuseDuplicate(s, bound *registry.Session, probe string) {
 // listener is stopping (or the newcomer already left, and closing is a no-op).
 func (l *Listener) refuseWhileShuttingDown(ctx context.Context, s *registry.Session) {
 	if ctx.Err() != nil {
-		_ = s.Conn.CloseWithError(wire.CodeGoingAway, "listener shutting down")
+		_ = s.Conn.CloseWithError(wire.CodeGoingAway, teardown.ListenerShuttingDown)
 	}
 }
 

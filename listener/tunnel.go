@@ -102,7 +102,7 @@ func (l *Listener) tunnel(b *binding, client *net.TCPConn) {
 		logging.Remote(client.RemoteAddr().String()))
 	n := b.conns.Add(1)
 	defer b.conns.Add(-1)
-	t := relay.OnFreshStack(func() *opened { return l.openStream(b, client, n, start, &id) })
+	t, id := relay.SetUp(id, func(id []zap.Field) (*opened, []zap.Field) { return l.openStream(b, client, n, start, id) })
 	if t == nil {
 		return
 	}
@@ -145,17 +145,16 @@ type opened struct {
 
 // openStream checks the limits (n is the port's connections, this one
 // included), opens a stream to the connector and writes the header. It resets
-// the client and returns nil when it refuses it.
-func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start time.Time, idp *[]zap.Field) *opened {
-	id := *idp
-	defer func() { *idp = id }()
-	refuse := func(o outcome, reason string) *opened {
+// the client and returns nil when it refuses it. It returns id with the
+// stream appended once it is open.
+func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start time.Time, id []zap.Field) (*opened, []zap.Field) {
+	refuse := func(o outcome, reason string) (*opened, []zap.Field) {
 		l.outcomes[o].Add(1)
 		// A reset, not a clean close: the client must not take an empty
 		// answer for a real one.
 		relay.TCP(client).Abort(0)
 		l.floodLog.Warn("tunnel refused", append(id, logging.Reason(reason))...)
-		return nil
+		return nil, id
 	}
 
 	// The limits first: a client beyond them costs no stream, and waits
@@ -201,7 +200,7 @@ func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start ti
 	id = append(id, logging.Stream(int64(st.StreamID())))
 	l.floodLog.Info("tunnel opened", id...)
 	ok = true
-	return &opened{session: s, stream: st}
+	return &opened{session: s, stream: st}, id
 }
 
 // streamHeader is the header of a stream carrying client over port p. With

@@ -269,3 +269,19 @@ func OnFreshStack[T any](f func() T) T {
 	go func() { done <- f() }()
 	return <-done
 }
+
+// SetUp is OnFreshStack for a tunnel's set-up that also adds to what the
+// tunnel carries on with, such as the fields its later log lines repeat
+// (target, client address, stream): f gets them and returns them with what
+// it appended.
+func SetUp[T, F any](carry F, f func(F) (T, F)) (T, F) {
+	type result struct {
+		v     T
+		carry F
+	}
+	r := OnFreshStack(func() result {
+		v, c := f(carry)
+		return result{v, c}
+	})
+	return r.v, r.carry
+}

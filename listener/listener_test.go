@@ -185,14 +185,7 @@ func TestRunWithoutConnections(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(safety):
-		t.Fatal("Run did not return after cancel")
-	}
+	waitRun(t, done)
 	expectFree(t, "udp", cfg.Port)
 	expectFree(t, "tcp", cfg.APIPort)
 	if err := l.OpenPort(context.Background(), port.Spec{UID: "swc-1", Port: 1, ConnectAddress: "a", ConnectPort: 1}); !errors.Is(err, port.ErrNotConnected) {
@@ -323,14 +316,7 @@ func TestPprof(t *testing.T) {
 		t.Fatalf("goroutine profile: %d %.60q", resp.StatusCode, body)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(safety):
-		t.Fatal("Run did not return after cancel")
-	}
+	waitRun(t, done)
 	_, port, _ := net.SplitHostPort(cfg.PprofAddr)
 	n, _ := strconv.Atoi(port)
 	expectFree(t, "tcp", n)
@@ -365,6 +351,16 @@ func TestRunEndsSilentAPIConnections(t *testing.T) {
 	}
 	resp.Body.Close()
 	cancel()
+	waitRun(t, done)
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("Run returned with a goroutine of the API still running: %v", err)
+	}
+}
+
+// waitRun waits for Run, started with its result sent to done, to return
+// nil after its context was cancelled.
+func waitRun(t *testing.T, done <-chan error) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -372,8 +368,5 @@ func TestRunEndsSilentAPIConnections(t *testing.T) {
 		}
 	case <-time.After(safety):
 		t.Fatal("Run did not return after cancel")
-	}
-	if err := goleak.Find(before); err != nil {
-		t.Fatalf("Run returned with a goroutine of the API still running: %v", err)
 	}
 }

@@ -29,8 +29,8 @@ var (
 )
 
 // natTests is how many tests of this package may run at once unless
-// -test.parallel says otherwise: more than there are. Each builds a world of its
-// own (namespaces named per test; the same addresses and ports, but in
+// -test.parallel says otherwise: more than there are. Each builds a world of
+// its own (namespaces named per test; the same addresses and ports, but in
 // different network stacks) and spends its time waiting on timers and the
 // network, not on the CPU; the default, GOMAXPROCS, would run two at a time.
 const natTests = 8
@@ -50,14 +50,13 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		// One go build for the three: it links them side by side.
-		const mod = "github.com/socket-warp/socket-warp/"
-		cmd := exec.Command("go", "build", "-o", dir+"/",
-			mod+"listener/cmd/sw-listener", mod+"connector/cmd/sw-connector", mod+"example/cmd/sw-echo")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build the daemons: %v\n", err)
-			os.Exit(1)
+		for _, pkg := range []string{"listener/cmd/sw-listener", "connector/cmd/sw-connector", "example/cmd/sw-echo"} {
+			cmd := exec.Command("go", "build", "-o", dir, "github.com/socket-warp/socket-warp/"+pkg)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
+				os.Exit(1)
+			}
 		}
 		binDir = dir
 		defer os.RemoveAll(dir)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +28,20 @@ var (
 	skipWhy string
 )
 
+// natTests is how many tests of this package may run at once unless
+// -test.parallel says otherwise: more than there are. Each builds a world of
+// its own (namespaces named per test; the same addresses and ports, but in
+// different network stacks) and spends its time waiting on timers and the
+// network, not on the CPU; the default, GOMAXPROCS, would run two at a time.
+const natTests = 8
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		flag.Set("test.parallel", fmt.Sprint(natTests))
+	}
 	if skipWhy = namespacesWork(); skipWhy != "" {
 		fmt.Fprintf(os.Stderr, "nat: fault tests skipped: %s\n", skipWhy)
 	} else {
@@ -286,6 +300,7 @@ func (s *site) up() {
 }
 
 func TestTransferThroughNAT(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	s.up()
 	if err := s.transfer(9000, 16<<20); err != nil {
@@ -342,6 +357,7 @@ func (s *site) quietAfterHeartbeat() (seen time.Time) {
 // twice the 5 s the defaults are chosen for, so that a loaded machine does
 // not fail it, and the figure is logged.
 func TestNATFlushRecovers(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	s.up()
 	if err := s.transfer(9000, 1<<20); err != nil {
@@ -358,6 +374,7 @@ func TestNATFlushRecovers(t *testing.T) {
 // connector sends and receives, counted at the NAT, for the README: about
 // one small packet each way per heartbeat period.
 func TestIdleTrafficCost(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	s.up()
 	// Traffic first: quic-go probes the path MTU with large packets while
@@ -384,6 +401,7 @@ func TestIdleTrafficCost(t *testing.T) {
 }
 
 func TestLossAndDelay(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	// 3 % of forwarded packets dropped each way by the router. tc netem
 	// is not in this kernel; the delay comes from a 40 ms delay line the
@@ -397,13 +415,19 @@ func TestLossAndDelay(t *testing.T) {
 	start := time.Now()
 	// About 100 KB/s is what any loss-based congestion control gets from
 	// 3 % loss at 80 ms RTT: the bound is generous, not a target.
-	if err := s.transferWithin(9000, 16<<20, 8*time.Minute); err != nil {
+	// 4 MiB each way is some 3,000 full packets per direction, about 90 of
+	// them lost, and far more than the 80 ms path holds at once: losses in
+	// every phase of the transfer. More bytes would repeat the same.
+	if err := s.transferWithin(9000, lossPayload, 8*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("16 MiB through 3 %% loss and 40 ms delay each way in %s", time.Since(start).Round(time.Second))
+	t.Logf("%d MiB through 3 %% loss and 40 ms delay each way in %s", lossPayload>>20, time.Since(start).Round(time.Second))
 }
 
+const lossPayload = 4 << 20
+
 func TestLinkDown20s(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	s.up()
 	s.tp.linkDown(t, true)
@@ -415,6 +439,7 @@ func TestLinkDown20s(t *testing.T) {
 // TestListenerRestartRestoresPorts: the opened port comes back from the
 // state file and the connector reconnects by itself.
 func TestListenerRestartRestoresPorts(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	s.up()
 	s.listener.stop()
@@ -428,6 +453,7 @@ func TestListenerRestartRestoresPorts(t *testing.T) {
 // once: the listener probes the stale connection instead of refusing the
 // newcomer as a duplicate until its idle timeout.
 func TestConnectorKill9Restart(t *testing.T) {
+	t.Parallel()
 	s := newSite(t)
 	s.up()
 	s.connector.kill9()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/socket-warp/socket-warp/shared/testutil"
 )
@@ -27,6 +28,10 @@ func (r *readSizes) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// testHold stands in for holdLarge: each round waits for one idle period,
+// and the mechanism is the same whatever its length.
+const testHold = 50 * time.Millisecond
+
 // A direction borrows a large buffer for a burst and, once idle, waits with
 // the small one; data after the idle period still arrives intact.
 func TestRelayIdleDirectionGivesLargeBufferBack(t *testing.T) {
@@ -34,7 +39,7 @@ func TestRelayIdleDirectionGivesLargeBufferBack(t *testing.T) {
 		t.Run(tp.name, func(t *testing.T) {
 			near, far, a, b := tp.build(t)
 			ra, rb := &readSizes{Conn: a}, &readSizes{Conn: b}
-			startRelay(t, ra, rb, Counters{})
+			startRelayHold(t, ra, rb, Counters{}, testHold)
 
 			for round := range 2 {
 				burst := testutil.RandomBytes(t, 4<<20)

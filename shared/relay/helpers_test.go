@@ -239,11 +239,17 @@ type run struct {
 // so no relay goroutine outlives its test.
 func startRelay(t testing.TB, a, b Conn, counters Counters) *run {
 	t.Helper()
+	return startRelayHold(t, a, b, counters, holdLarge)
+}
+
+// startRelayHold is startRelay with hold in place of holdLarge.
+func startRelayHold(t testing.TB, a, b Conn, counters Counters, hold time.Duration) *run {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		r.res = Relay(ctx, a, b, counters)
+		r.res = relay(ctx, a, b, counters, hold)
 	}()
 	t.Cleanup(func() {
 		cancel()

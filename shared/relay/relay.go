@@ -123,6 +123,13 @@ func (p *pool) put(b *[]byte) {
 // Relay copies a→b and b→a until both directions end. It closes both ends
 // before it returns.
 func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
+	return relay(ctx, a, b, counters, holdLarge)
+}
+
+// relay is Relay with the idle period after which a direction gives its
+// large buffer back: the package's tests shorten it, so that watching a
+// buffer come back does not wait out the production second.
+func relay(ctx context.Context, a, b Conn, counters Counters, hold time.Duration) Result {
 	var (
 		once     sync.Once
 		firstErr error
@@ -144,9 +151,9 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bToA = pipe(a, b, counters.each(false), fail)
+		bToA = pipe(a, b, counters.each(false), fail, hold)
 	}()
-	aToB := pipe(b, a, counters.each(true), fail)
+	aToB := pipe(b, a, counters.each(true), fail, hold)
 	<-done
 	// Both directions are over: a late cancellation must not reset streams
 	// whose FIN is still in flight, nor outlive this call.
@@ -160,8 +167,9 @@ func Relay(ctx context.Context, a, b Conn, counters Counters) Result {
 }
 
 // pipe copies src to dst until EOF, then half-closes dst. Any other error
-// aborts the whole relay through fail.
-func pipe(dst, src Conn, counters []*atomic.Int64, fail func(error, uint64)) int64 {
+// aborts the whole relay through fail. A large buffer goes back after hold
+// without data.
+func pipe(dst, src Conn, counters []*atomic.Int64, fail func(error, uint64), hold time.Duration) int64 {
 	small := smallPool.get()
 	defer smallPool.put(small)
 	var (
@@ -181,8 +189,8 @@ func pipe(dst, src Conn, counters []*atomic.Int64, fail func(error, uint64)) int
 			// Refreshing the deadline on every Read would cost a timer
 			// operation per Read; every half period is enough to keep
 			// a flowing direction from ever seeing it.
-			if now := time.Now(); deadline.Sub(now) < holdLarge/2 {
-				deadline = now.Add(holdLarge)
+			if now := time.Now(); deadline.Sub(now) < hold/2 {
+				deadline = now.Add(hold)
 				if err := src.SetReadDeadline(deadline); err != nil {
 					fail(err, wire.StreamCodeAborted)
 					return total
@@ -214,7 +222,7 @@ func pipe(dst, src Conn, counters []*atomic.Int64, fail func(error, uint64)) int
 			}
 			return total
 		case large != nil && errors.Is(rerr, os.ErrDeadlineExceeded):
-			// Idle for holdLarge: wait on with the small buffer only.
+			// Idle for hold: wait on with the small buffer only.
 			largePool.put(large)
 			large, deadline = nil, time.Time{}
 			if err := src.SetReadDeadline(time.Time{}); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/socket-warp/socket-warp/listener/api"
 	"github.com/socket-warp/socket-warp/listener/auth"
 	"github.com/socket-warp/socket-warp/listener/port"
+	"github.com/socket-warp/socket-warp/listener/reconcile"
 	"github.com/socket-warp/socket-warp/listener/registry"
 	"github.com/socket-warp/socket-warp/listener/store"
 	"github.com/socket-warp/socket-warp/shared/debugserver"
@@ -50,7 +51,7 @@ type Listener struct {
 	verifier  auth.Verifier
 	scep      *auth.SCEP // nil without SWL_SCEP_URL
 	crl       *auth.CRL  // nil without SWL_CRL_PATH / SWL_CRL_URL
-	sessions  *registry.Registry
+	sessions  registry.Registry
 	openAddrs []string
 
 	transports []*quic.Transport
@@ -59,8 +60,9 @@ type Listener struct {
 	api        *echo.Echo
 	pprof      *debugserver.Server // nil without SWL_PPROF_ADDR
 
-	store  store.Store
-	stored []port.Spec // read by New, re-opened by Run
+	store      store.Store           // the opened ports: what the API writes
+	reconciler *reconcile.Reconciler // makes ports match store
+	ports      *portTable
 
 	probes   uidLocks // one liveness probe per UID at a time
 	uidConns uidConns // tunnelled connections per UID, for SWL_MAX_CONNS_PER_UID
@@ -80,8 +82,6 @@ type Listener struct {
 	// once the dead socket of port is closed, before it is bound anew.
 	portDownHook    func(port int)
 	refusedRequests apiRefusalCounts // API requests, by api.RefusalReasons
-
-	ports *portTable
 }
 
 // New opens the state file, loads the certificates and binds the QUIC and
@@ -95,7 +95,7 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 		cfg:      cfg,
 		log:      log,
 		floodLog: logging.Flood(log),
-		sessions: registry.New(),
+		sessions: registry.NewMemory(),
 		ports:    newPortTable(cfg.MaxPorts),
 	}
 	// First, before anything is loaded, logged or bound: a wrong path,
@@ -104,6 +104,7 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	if err := l.openStore(); err != nil {
 		return nil, err
 	}
+	l.reconciler = reconcile.New(l.store, portBinder{l}, log)
 	// Every exit with an error closes what was opened by then; each close
 	// skips what is not open.
 	defer func() {
@@ -251,10 +252,23 @@ func (l *Listener) Run(ctx context.Context) error {
 	defer endTunnels()
 	connCtx, closeConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeConns()
-	// Before the API serves its first request.
-	l.restore(tunnelCtx)
-
 	var wg sync.WaitGroup
+	// Before the API serves its first request.
+	if err := l.restore(context.WithoutCancel(ctx), tunnelCtx); err != nil {
+		for _, b := range l.ports.stop() {
+			b.close()
+		}
+		l.closeSockets()
+		l.closeAuth()
+		l.closeStore()
+		return err
+	}
+	reconciled := make(chan struct{})
+	go func() {
+		defer close(reconciled)
+		l.reconciler.Run(ctx)
+	}()
+
 	fatal := make(chan error, len(l.apiLns)+1)
 	servers := make([]*http.Server, len(l.apiLns))
 	for i, ln := range l.apiLns {
@@ -320,6 +334,8 @@ func (l *Listener) Run(ctx context.Context) error {
 		}
 		done()
 	}
+	// No port opens or closes from here on.
+	<-reconciled
 	bindings := l.ports.stop()
 	// No new connector and no new client from here on; the tunnels that
 	// run drain over the connections that carry them.
@@ -400,7 +416,7 @@ func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
 	// again now that this one is bound leaves no gap.
 	if l.crl != nil {
 		if err := l.crl.Check(s.TLS); err != nil {
-			l.sessions.Unbind(s)
+			l.sessions.Release(s)
 			l.refuseConnector(conn, []zap.Field{logging.Remote(remote), logging.UID(uid)}, l.verifyReason(s.TLS, err), err)
 			return
 		}
@@ -448,7 +464,7 @@ wait:
 		}
 	}
 	<-heartbeats
-	l.sessions.Unbind(s)
+	l.sessions.Release(s)
 	lifeLog.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),
 		logging.Duration(time.Since(s.Since)))
 }
@@ -478,63 +494,84 @@ func closeReason(err error) string {
 	}
 }
 
-// OpenPort implements api.Service. The port is bound first, then saved in
-// the state file; if saving fails the port is closed again, so that what is
-// served and what a restart re-opens always agree. Opening a port that is
-// listed with an error because it cannot be served as stored binds it, with
-// p replacing the stored one. Neither the bind nor the save holds up
-// anything but the opens and closes of the same port (portTable).
+// OpenPort implements api.Service: it writes the port to the store and
+// answers once this listener's reconciler has bound it. If this listener
+// could not bind it (its address is taken, on some SWL_OPEN_ADDRS address
+// or all), the port is removed from the store again and the open fails:
+// what the API said it opened is what the listener serves. Opening a port
+// that is listed with an error because it cannot be served as stored
+// replaces it. Neither the write nor the bind holds up anything but this
+// open (portTable).
 func (l *Listener) OpenPort(ctx context.Context, p port.Spec) error {
 	p.Error = ""
-	if l.sessions.Get(p.UID) == nil {
+	if l.sessions.Holder(p.UID) == nil {
 		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, port.ErrNotConnected)
 	}
-	parent, err := l.ports.reserveOpen(ctx, p.Port)
+	prev, done, err := l.ports.admit(p.Port)
 	if err != nil {
 		return fmt.Errorf("open port %d: %w", p.Port, err)
 	}
-	b, err := l.bind(parent, p, false)
-	if err != nil {
-		l.ports.abortOpen(p.Port)
-		return fmt.Errorf("open port %d: %w", p.Port, err)
-	}
-	if err := l.store.Put(p); err != nil {
-		// Closed before the number is given back: the next open of it
-		// must find the address free.
-		b.close()
-		l.ports.abortOpen(p.Port)
+	defer done()
+	rev, err := l.store.Put(ctx, p, prev)
+	switch {
+	case errors.Is(err, port.ErrAlreadyOpen):
+		return fmt.Errorf("open port %d: %w", p.Port, port.ErrAlreadyOpen)
+	case err != nil:
 		// %v: a failing state file is the listener's problem (500),
 		// whatever the OS said about it.
 		return fmt.Errorf("open port %d: not opened: %v", p.Port, err)
 	}
-	l.ports.commitOpen(b)
-	l.log.Info("port opened", logging.UID(p.UID), logging.Port(p.Port), logging.Target(b.target), proxyField(p))
+	if err := l.reconciled(ctx, rev); err != nil {
+		return fmt.Errorf("open port %d: %w", p.Port, err)
+	}
+	if bindErr := l.ports.outcome(p.Port, rev); bindErr != nil {
+		// Given back, and waited for: the next open of the port must
+		// find its address as this one did, not held by this one.
+		if _, rev, err := l.store.Delete(context.WithoutCancel(ctx), p.Port, rev); err == nil {
+			_ = l.reconciled(ctx, rev)
+		} else if !errors.Is(err, store.ErrConflict) && !errors.Is(err, port.ErrNotOpen) {
+			l.log.Error("port not bound, and could not be removed from the state file", logging.Port(p.Port),
+				logging.Reason(err.Error()))
+		}
+		return fmt.Errorf("open port %d: %w", p.Port, bindErr)
+	}
 	return nil
 }
 
-// ClosePort implements api.Service: the port is removed from the state
-// file, then stops listening and every tunnelled connection it carries is
-// ended. If the state file cannot be changed the port stays open: a restart
-// would re-open it, so it must not look closed now. A port that cannot be
-// served as stored is only removed from the state file.
-func (l *Listener) ClosePort(ctx context.Context, number int) (port.Spec, error) {
-	b, f, err := l.ports.reserveClose(ctx, number)
-	if err != nil {
-		return port.Spec{}, fmt.Errorf("close port %d: %w", number, err)
+// reconciled waits until the reconciler has applied the change at rev.
+func (l *Listener) reconciled(ctx context.Context, rev int64) error {
+	err := l.reconciler.Wait(ctx, rev)
+	if errors.Is(err, reconcile.ErrStopped) {
+		return ErrShuttingDown
 	}
-	if err := l.store.Delete(number); err != nil {
-		l.ports.abortClose(number)
+	return err
+}
+
+// ClosePort implements api.Service: the port is removed from the store,
+// and the answer comes once this listener's reconciler has closed it:
+// it stops listening, and every tunnelled connection it carries has
+// ended. If the store cannot be changed the port stays open: a restart
+// would re-open it, so it must not look closed now. A port that cannot be
+// served as stored is only removed.
+func (l *Listener) ClosePort(ctx context.Context, number int) (port.Spec, error) {
+	if _, _, err := l.ports.view(); err != nil {
+		return port.Spec{}, fmt.Errorf("close port %d: %w", number, ErrShuttingDown)
+	}
+	listed, _ := l.ports.entry(number)
+	p, rev, err := l.store.Delete(ctx, number, 0)
+	switch {
+	case errors.Is(err, port.ErrNotOpen):
+		return port.Spec{}, fmt.Errorf("close port %d: %w", number, port.ErrNotOpen)
+	case err != nil:
 		return port.Spec{}, fmt.Errorf("close port %d: not closed: %v", number, err)
 	}
-	l.ports.commitClose(number)
-	if b == nil {
-		f.spec.Error = f.err.Error()
-		l.log.Info("port closed", logging.UID(f.spec.UID), logging.Port(number), logging.Reason("it was not bound: "+f.spec.Error))
-		return f.spec, nil
+	if listed.b == nil && listed.err != nil && listed.spec == p {
+		p.Error = listed.err.Error()
 	}
-	b.close()
-	l.log.Info("port closed", logging.UID(b.spec.UID), logging.Port(number), logging.Target(b.target))
-	return b.spec, nil
+	if err := l.reconciled(ctx, rev); err != nil {
+		return port.Spec{}, fmt.Errorf("close port %d: %w", number, err)
+	}
+	return p, nil
 }
 
 // List implements api.Service. A served port whose listening socket died
@@ -567,7 +604,7 @@ func (l *Listener) Live(number int) *port.Live {
 
 // Connections implements api.Service: the connected connectors, by UID.
 func (l *Listener) Connections() []port.Connection {
-	sessions := l.sessions.All()
+	sessions := l.sessions.List()
 	out := make([]port.Connection, 0, len(sessions))
 	for _, s := range sessions {
 		out = append(out, port.Connection{
@@ -591,4 +628,4 @@ func (l *Listener) Connections() []port.Connection {
 func (l *Listener) ReloadCertificates() error { return l.certs.Reload() }
 
 // Connected reports whether uid has a live connection.
-func (l *Listener) Connected(uid string) bool { return l.sessions.Get(uid) != nil }
+func (l *Listener) Connected(uid string) bool { return l.sessions.Holder(uid) != nil }

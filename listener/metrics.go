@@ -127,7 +127,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	l := c.l
-	sessions := l.sessions.All()
+	sessions := l.sessions.List()
 	ch <- prometheus.MustNewConstMetric(descConnectors, prometheus.GaugeValue, float64(len(sessions)))
 	for _, s := range sessions {
 		rtt := s.Conn.ConnectionStats().SmoothedRTT

@@ -51,14 +51,32 @@ func (s *slowStore) wait(n int) {
 // letGo lets the held write go on.
 func (s *slowStore) letGo() { s.release <- struct{}{} }
 
-func (s *slowStore) Put(p port.Spec) error {
+func (s *slowStore) Put(ctx context.Context, p port.Spec, prev int64) (int64, error) {
 	s.wait(p.Port)
-	return s.Store.Put(p)
+	return s.Store.Put(ctx, p, prev)
 }
 
-func (s *slowStore) Delete(n int) error {
+func (s *slowStore) Delete(ctx context.Context, n int, prev int64) (port.Spec, int64, error) {
 	s.wait(n)
-	return s.Store.Delete(n)
+	return s.Store.Delete(ctx, n, prev)
+}
+
+// heldWrite waits until a write of the held port waits, or fails if a
+// request answers first.
+func (s *slowStore) heldWrite(t *testing.T, what string, answers ...<-chan answer) {
+	t.Helper()
+	for _, ch := range answers {
+		select {
+		case a := <-ch:
+			t.Fatalf("%s: a request answered %d %s before its state file write", what, a.status, a.body)
+		default:
+		}
+	}
+	select {
+	case <-s.held:
+	case <-time.After(safety):
+		t.Fatalf("%s: no state file write held", what)
+	}
 }
 
 // answer is what a request got, sent back by the goroutine that made it.
@@ -152,10 +170,10 @@ func readersAnswer(t *testing.T, l *launched, want []port.Spec) {
 
 // TestSlowStateFileHoldsUpNoReader: while the state file write of an open
 // or a close is held up, as on a slow disk, GET /list, /readyz, a metrics
-// scrape and the opens and closes of other ports answer at once. The held
-// request answers when its write is done, and a second one for the same
-// port waits for it and answers as it would have after it: 409 already
-// open, 404 not open.
+// scrape and the opens and closes of other ports answer at once. A held
+// request answers when its write is done; of two opens of one port one
+// opens it and the other is told it is already open (409), of two closes
+// one closes it and the other is told it is not open (404).
 func TestSlowStateFileHoldsUpNoReader(t *testing.T) {
 	f := newFiles(t)
 	cfg := f.config()
@@ -169,215 +187,81 @@ func TestSlowStateFileHoldsUpNoReader(t *testing.T) {
 	}
 
 	held := port.Spec{UID: "swc-1", Port: slow.hold, ConnectAddress: "db.internal", ConnectPort: 5432}
-	heldOpen := request(http.MethodPost, l.api+"/open", openBody(held))
-	select {
-	case <-slow.held:
-	case a := <-heldOpen:
-		t.Fatalf("open answered %d %s before its state file write", a.status, a.body)
-	}
+	opens := []<-chan answer{request(http.MethodPost, l.api+"/open", openBody(held))}
+	slow.heldWrite(t, "open", opens...)
 	readersAnswer(t, l, []port.Spec{other}) // not yet the one being opened
 	if a := await(t, "close of another port", request(http.MethodDelete, l.api+"/close", closeBody(other.Port))); a.status != http.StatusOK {
 		t.Fatalf("close of another port: %d %s", a.status, a.body)
 	}
-	secondOpen := request(http.MethodPost, l.api+"/open", openBody(held))
-	testutil.Eventually(t, "the second open waits for the first", func() bool { return l.ports.waiters() == 1 })
+	opens = append(opens, request(http.MethodPost, l.api+"/open", openBody(held)))
+	slow.heldWrite(t, "second open", opens...)
 	slow.letGo()
-	if a := await(t, "the held open", heldOpen); a.status != http.StatusOK {
-		t.Fatalf("the held open: %d %s", a.status, a.body)
-	}
-	if a := await(t, "a second open of the port", secondOpen); a.status != http.StatusConflict || !strings.Contains(a.body, "already open") {
-		t.Fatalf("a second open of the port: %d %s, want 409 already open", a.status, a.body)
-	}
+	slow.letGo()
+	wantOneOf(t, "two opens of one port", opens, http.StatusOK, http.StatusConflict, "already open")
 
-	heldClose := request(http.MethodDelete, l.api+"/close", closeBody(held.Port))
-	select {
-	case <-slow.held:
-	case a := <-heldClose:
-		t.Fatalf("close answered %d %s before its state file write", a.status, a.body)
-	}
+	closes := []<-chan answer{request(http.MethodDelete, l.api+"/close", closeBody(held.Port))}
+	slow.heldWrite(t, "close", closes...)
 	readersAnswer(t, l, []port.Spec{held}) // still served
-	secondClose := request(http.MethodDelete, l.api+"/close", closeBody(held.Port))
-	testutil.Eventually(t, "the second close waits for the first", func() bool { return l.ports.waiters() == 1 })
+	closes = append(closes, request(http.MethodDelete, l.api+"/close", closeBody(held.Port)))
+	slow.heldWrite(t, "second close", closes...)
 	slow.letGo()
-	if a := await(t, "the held close", heldClose); a.status != http.StatusOK {
-		t.Fatalf("the held close: %d %s", a.status, a.body)
-	}
-	if a := await(t, "a second close of the port", secondClose); a.status != http.StatusNotFound || !strings.Contains(a.body, "not open") {
-		t.Fatalf("a second close of the port: %d %s, want 404 not open", a.status, a.body)
-	}
+	slow.letGo()
+	wantOneOf(t, "two closes of one port", closes, http.StatusOK, http.StatusNotFound, "not open")
 	expectFree(t, "tcp", held.Port)
 	if got := l.listPorts(t); len(got) != 0 {
 		t.Fatalf("list: %+v, want none", got)
 	}
 }
 
-// waiters is how many opens and closes wait for one of the same port.
-func (t *portTable) waiters() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.waiting
-}
-
-// reserveAsync runs a reservation on a goroutine of its own.
-func reserveAsync(f func() error) <-chan error {
-	ch := make(chan error, 1)
-	go func() { ch <- f() }()
-	return ch
-}
-
-func awaitErr(t *testing.T, what string, ch <-chan error) error {
+// wantOneOf checks that of two requests, one got ok and the other
+// refused, its body saying why.
+func wantOneOf(t *testing.T, what string, reqs []<-chan answer, ok, refused int, why string) {
 	t.Helper()
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(safety):
-		t.Fatalf("%s: never returned", what)
-		return nil
+	a, b := await(t, what, reqs[0]), await(t, what, reqs[1])
+	if a.status != ok {
+		a, b = b, a
+	}
+	if a.status != ok || b.status != refused || !strings.Contains(b.body, why) {
+		t.Fatalf("%s: %d %s and %d %s, want one %d and one %d %s", what, a.status, a.body, b.status, b.body, ok, refused, why)
 	}
 }
 
-// TestPortTableTakesTurns: an open or close of a port with one under way
-// waits for its outcome and then answers as if they had taken turns; so
-// does an open at SWL_MAX_PORTS while an open under way may yet leave room.
-// Stopping waits for those under way and refuses the rest.
-func TestPortTableTakesTurns(t *testing.T) {
-	ctx := t.Context()
-	bind := func(n int) *binding { return &binding{spec: port.Spec{Port: n}} }
-	open := func(tab *portTable, n int) <-chan error {
-		return reserveAsync(func() error { _, err := tab.reserveOpen(ctx, n); return err })
+// TestPortTableAdmit: an open is refused before it is written when the
+// port is served already, at SWL_MAX_PORTS (opens under way count), and
+// before start or after stop; a port listed with an error is replaced,
+// the open naming the revision it replaces.
+func TestPortTableAdmit(t *testing.T) {
+	tab := newPortTable(2)
+	if _, _, err := tab.admit(1); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("open before start: %v, want %v", err, ErrShuttingDown)
 	}
-	closing := func(tab *portTable, n int) <-chan error {
-		return reserveAsync(func() error { _, _, err := tab.reserveClose(ctx, n); return err })
+	tab.start(t.Context())
+	tab.set(portEntry{spec: port.Spec{Port: 1}, rev: 3, b: &binding{}})
+	if _, _, err := tab.admit(1); !errors.Is(err, port.ErrAlreadyOpen) {
+		t.Fatalf("open of a served port: %v, want %v", err, port.ErrAlreadyOpen)
 	}
-	waits := func(tab *portTable, n int) {
-		t.Helper()
-		testutil.Eventually(t, fmt.Sprintf("%d waiting", n), func() bool { return tab.waiters() == n })
+	tab.set(portEntry{spec: port.Spec{Port: 2}, rev: 5, err: errors.New("refused by the stream header")})
+	prev, done, err := tab.admit(2)
+	if err != nil || prev != 5 {
+		t.Fatalf("open of a port listed with an error: revision %d, %v; want 5, nil", prev, err)
 	}
-	started := func(max int) *portTable {
-		tab := newPortTable(max)
-		if _, err := tab.reserveOpen(ctx, 1); !errors.Is(err, ErrShuttingDown) {
-			t.Fatalf("open before start: %v, want %v", err, ErrShuttingDown)
-		}
-		tab.start(ctx, map[int]*binding{}, map[int]failedPort{})
-		return tab
+	if _, _, err := tab.admit(3); !errors.Is(err, port.ErrLimit) {
+		t.Fatalf("open at the limit with one under way: %v, want %v", err, port.ErrLimit)
 	}
-
-	t.Run("open after open", func(t *testing.T) {
-		tab := started(0)
-		if _, err := tab.reserveOpen(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		second := open(tab, 1)
-		waits(tab, 1)
-		tab.abortOpen(1) // the first failed: the second goes ahead
-		if err := awaitErr(t, "second open", second); err != nil {
-			t.Fatalf("second open after a failed first: %v", err)
-		}
-		third := open(tab, 1)
-		waits(tab, 1)
-		tab.commitOpen(bind(1))
-		if err := awaitErr(t, "third open", third); !errors.Is(err, port.ErrAlreadyOpen) {
-			t.Fatalf("open after a committed one: %v, want %v", err, port.ErrAlreadyOpen)
-		}
-	})
-
-	t.Run("close during open and close", func(t *testing.T) {
-		tab := started(0)
-		if _, err := tab.reserveOpen(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		c := closing(tab, 1)
-		waits(tab, 1)
-		tab.abortOpen(1)
-		if err := awaitErr(t, "close", c); !errors.Is(err, port.ErrNotOpen) {
-			t.Fatalf("close after a failed open: %v, want %v", err, port.ErrNotOpen)
-		}
-		if _, err := tab.reserveOpen(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		tab.commitOpen(bind(1))
-		if _, _, err := tab.reserveClose(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		reopen := open(tab, 1)
-		waits(tab, 1)
-		tab.abortClose(1) // the state file write failed: still open
-		if err := awaitErr(t, "reopen", reopen); !errors.Is(err, port.ErrAlreadyOpen) {
-			t.Fatalf("open after a failed close: %v, want %v", err, port.ErrAlreadyOpen)
-		}
-		if _, _, err := tab.reserveClose(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		second := closing(tab, 1)
-		waits(tab, 1)
-		tab.commitClose(1)
-		if err := awaitErr(t, "second close", second); !errors.Is(err, port.ErrNotOpen) {
-			t.Fatalf("close after a close: %v, want %v", err, port.ErrNotOpen)
-		}
-		if tab.get(1) != nil {
-			t.Fatal("closed port still bound")
-		}
-	})
-
-	t.Run("limit", func(t *testing.T) {
-		tab := started(1)
-		if _, err := tab.reserveOpen(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		other := open(tab, 2)
-		waits(tab, 1)
-		tab.abortOpen(1) // room after all
-		if err := awaitErr(t, "open of another port", other); err != nil {
-			t.Fatalf("open after a failed one at the limit: %v", err)
-		}
-		tab.commitOpen(bind(2))
-		if _, err := tab.reserveOpen(ctx, 3); !errors.Is(err, port.ErrLimit) {
-			t.Fatalf("open beyond the limit: %v, want %v", err, port.ErrLimit)
-		}
-	})
-
-	t.Run("cancelled wait", func(t *testing.T) {
-		tab := started(0)
-		if _, err := tab.reserveOpen(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		wctx, cancel := context.WithCancel(ctx)
-		second := reserveAsync(func() error { _, err := tab.reserveOpen(wctx, 1); return err })
-		waits(tab, 1)
-		cancel()
-		if err := awaitErr(t, "second open", second); !errors.Is(err, context.Canceled) {
-			t.Fatalf("cancelled open: %v, want %v", err, context.Canceled)
-		}
-		waits(tab, 0)
-		tab.abortOpen(1)
-	})
-
-	t.Run("stop", func(t *testing.T) {
-		tab := started(0)
-		if _, err := tab.reserveOpen(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		stopped := make(chan map[int]*binding, 1)
-		go func() { stopped <- tab.stop() }()
-		waits(tab, 1)
-		if _, err := tab.reserveOpen(ctx, 2); !errors.Is(err, ErrShuttingDown) {
-			t.Fatalf("open while stopping: %v, want %v", err, ErrShuttingDown)
-		}
-		b := bind(1)
-		tab.commitOpen(b)
-		select {
-		case got := <-stopped:
-			if len(got) != 1 || got[1] != b {
-				t.Fatalf("stop handed over %v, want the port opened meanwhile", got)
-			}
-		case <-time.After(safety):
-			t.Fatal("stop never returned")
-		}
-		if _, _, err := tab.reserveClose(ctx, 1); !errors.Is(err, port.ErrNotOpen) {
-			t.Fatalf("close after stop: %v, want %v", err, port.ErrNotOpen)
-		}
-		if _, _, err := tab.view(); err == nil {
-			t.Fatal("a stopped table has ports to serve")
-		}
-	})
+	done()
+	done() // once only
+	_, done, err = tab.admit(3)
+	if err != nil {
+		t.Fatalf("open with room: %v", err)
+	}
+	done()
+	if got := tab.stop(); len(got) != 1 {
+		t.Fatalf("stop handed over %d bound ports, want 1", len(got))
+	}
+	if _, _, err := tab.admit(4); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("open after stop: %v, want %v", err, ErrShuttingDown)
+	}
+	if _, _, err := tab.view(); err == nil {
+		t.Fatal("a stopped table has ports to serve")
+	}
 }

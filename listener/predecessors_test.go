@@ -16,7 +16,7 @@ import (
 
 // boundTo reports whether conn is the connection bound to uid.
 func (r *running) boundTo(uid string, conn *quic.Conn) bool {
-	s := r.sessions.Get(uid)
+	s := r.sessions.Holder(uid)
 	return s != nil && s.Remote == conn.LocalAddr().String()
 }
 

@@ -29,7 +29,7 @@ func (l *Listener) refuseConnectors() {
 // drain closes the ports to new clients, lets their tunnels run until they
 // end or SWL_DRAIN_TIMEOUT passes, then ends those left and returns once
 // they have. It reports whether they all ended by themselves.
-func (l *Listener) drain(bindings map[int]*binding) bool {
+func (l *Listener) drain(bindings []*binding) bool {
 	for _, b := range bindings {
 		b.stopAccepting()
 	}
@@ -73,7 +73,7 @@ func (l *Listener) drain(bindings map[int]*binding) bool {
 // teardown.Linger); sw-connector does the same when it drains.
 func (l *Listener) linger() {
 	var conns []*quic.Conn
-	for _, s := range l.sessions.All() {
+	for _, s := range l.sessions.List() {
 		conns = append(conns, s.Conn)
 	}
 	teardown.Linger(nil, conns...)

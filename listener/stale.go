@@ -40,7 +40,7 @@ const (
 // whether it took the place of a connection left open to drain (going away,
 // or handed over). A refused s has been closed.
 func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *zap.Logger) (bool, bool) {
-	if _, ok := l.sessions.Bind(s); ok {
+	if _, ok := l.sessions.Claim(s); ok {
 		return true, false
 	}
 	// One newcomer at a time per UID: two of them must not both take the
@@ -52,7 +52,7 @@ func (l *Listener) bindSession(ctx context.Context, s *registry.Session, log *za
 	}
 	defer unlock()
 	for {
-		bound, ok := l.sessions.Bind(s)
+		bound, ok := l.sessions.Claim(s)
 		if ok {
 			return true, false
 		}

@@ -153,7 +153,16 @@ func seed(t *testing.T, path string, ports ...port.Spec) {
 	}
 	defer s.Close()
 	for _, p := range ports {
-		if err := s.Put(p); err != nil {
+		// Over whatever a previous seed wrote.
+		prev := int64(0)
+		if snap, _ := s.List(t.Context()); snap.Revision > 0 {
+			for _, r := range snap.Ports {
+				if r.Port == p.Port {
+					prev = r.Revision
+				}
+			}
+		}
+		if _, err := s.Put(t.Context(), p, prev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,9 +176,13 @@ func stored(t *testing.T, path string) []port.Spec {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ports, err := s.List()
+	snap, err := s.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
+	}
+	ports := make([]port.Spec, len(snap.Ports))
+	for i, r := range snap.Ports {
+		ports[i] = r.Spec
 	}
 	return ports
 }
@@ -431,24 +444,24 @@ func (s *flakyStore) fail(put, del error) {
 	s.mu.Unlock()
 }
 
-func (s *flakyStore) Put(p port.Spec) error {
+func (s *flakyStore) Put(ctx context.Context, p port.Spec, prev int64) (int64, error) {
 	s.mu.Lock()
 	err := s.putErr
 	s.mu.Unlock()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return s.Store.Put(p)
+	return s.Store.Put(ctx, p, prev)
 }
 
-func (s *flakyStore) Delete(port int) error {
+func (s *flakyStore) Delete(ctx context.Context, n int, prev int64) (port.Spec, int64, error) {
 	s.mu.Lock()
 	err := s.delErr
 	s.mu.Unlock()
 	if err != nil {
-		return err
+		return port.Spec{}, 0, err
 	}
-	return s.Store.Delete(port)
+	return s.Store.Delete(ctx, n, prev)
 }
 
 // TestStateWriteFailures: what is served and what the state file says stay

@@ -30,6 +30,7 @@ type binding struct {
 	stop     chan struct{} // closed when the port stops accepting
 	stopOnce sync.Once
 	wg       sync.WaitGroup // accept loops and tunnels
+	startErr error          // why some address could not be bound when the port was; nil: none
 	conns    atomic.Int64   // tunnels running now, refused ones included
 	active   atomic.Int64   // tunnels relaying now
 
@@ -39,10 +40,12 @@ type binding struct {
 }
 
 // bind listens on the port on every configured address and starts accepting.
-// An address that cannot be bound fails it, unless restoring: a stored port
-// is served all the same, its address bound in the background as a dead
-// socket's is (accept), and listed as not listening meanwhile.
-func (l *Listener) bind(parent context.Context, p port.Spec, restoring bool) (*binding, error) {
+// An address that cannot be bound does not fail it: the port is served all
+// the same, that address bound in the background as a dead socket's is
+// (accept) and listed as not listening meanwhile; startErr says why. Only
+// a port that cannot be served at all (the stream header refuses it) is an
+// error.
+func (l *Listener) bind(parent context.Context, p port.Spec) (*binding, error) {
 	hdr := streamHeader(p, nil)
 	if err := hdr.Validate(); err != nil {
 		return nil, err
@@ -52,18 +55,13 @@ func (l *Listener) bind(parent context.Context, p port.Spec, restoring bool) (*b
 	for i, a := range l.openAddrs {
 		addr := &net.TCPAddr{IP: net.ParseIP(a), Port: p.Port}
 		ln, err := net.ListenTCP("tcp", addr)
-		if err != nil && !restoring {
-			for _, prev := range b.socks {
-				prev.ln.Close()
-			}
-			return nil, err
-		}
 		s := &portSocket{addr: addr, ln: ln}
 		if err != nil {
 			s.down, startErrs[i] = fmt.Errorf("%s; re-binding: %w", notBoundAtStart, err), err
 		}
 		b.socks = append(b.socks, s)
 	}
+	b.startErr = errors.Join(startErrs...)
 	b.ctx, b.cancel = context.WithCancel(parent)
 	for i, s := range b.socks {
 		ln := s.ln
@@ -172,7 +170,7 @@ func (l *Listener) openStream(b *binding, client *net.TCPConn, n int64, start ti
 		}
 	}()
 
-	s := l.sessions.Get(b.spec.UID)
+	s := l.sessions.Holder(b.spec.UID)
 	if s == nil {
 		return refuse(outcomeNoConnector, "connector not connected")
 	}

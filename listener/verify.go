@@ -85,7 +85,7 @@ func (l *Listener) closeAuth() {
 // A connection bound after it listed the sessions is checked by
 // serveConnector itself.
 func (l *Listener) dropRevoked() {
-	for _, s := range l.sessions.All() {
+	for _, s := range l.sessions.List() {
 		if err := l.crl.Check(s.TLS); err != nil {
 			l.disconnect(s, err.Error())
 		}
@@ -120,7 +120,7 @@ func (l *Listener) recheckLoop(ctx context.Context, every time.Duration) {
 // counted after the pass, dropped at their recheckGrace-th miss in a row,
 // and summed up in one log line rather than one per connector per pass.
 func (l *Listener) recheckPass(ctx context.Context, every time.Duration, misses map[*registry.Session]int) map[*registry.Session]int {
-	sessions := l.sessions.All()
+	sessions := l.sessions.List()
 	noVerdict := make([]error, len(sessions)) // by index: written by one goroutine each
 	// A semaphore and a WaitGroup rather than an errgroup: one connector's
 	// outcome must not cancel the others' checks, and there is no error to

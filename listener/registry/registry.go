@@ -1,6 +1,6 @@
 // Package registry keeps which connector (UID) owns which QUIC connection.
 //
-// The rule is one live connection per UID. Unbind and Replace compare the
+// The rule is one live connection per UID. Release and Replace compare the
 // session, not just the UID, so the cleanup of an old connection can never
 // unbind the connection that replaced it, and of two newcomers that found
 // the same stale session only one can take its place. Drain and HandOver
@@ -56,23 +56,52 @@ type Session struct {
 // "going away", or by handing over between two certificates in a loop.
 const MaxPredecessors = 2
 
-// Registry maps UIDs to sessions.
-type Registry struct {
+// Registry is which session holds which UID. The listener's sessions claim
+// their UID through it; Memory is the single-node implementation, a
+// cluster's keeps the claims in etcd (design.md §9).
+type Registry interface {
+	// Claim makes s the session of its UID. If the UID is held already,
+	// nothing changes and the holder is returned: the caller's stale
+	// probe decides whether it may take its place (Replace, Drain,
+	// HandOver).
+	Claim(s *Session) (holder *Session, ok bool)
+	// Release gives up the UID of s if, and only if, s still holds it (a
+	// successor's claim is never released); it reports whether it did. A
+	// predecessor (Drain, HandOver) is forgotten.
+	Release(s *Session) bool
+	// Replace makes s the holder in place of old, if old still holds it.
+	Replace(old, s *Session) bool
+	// Drain is Replace for an old session whose connector is going away:
+	// it stays open for its tunnels, as a predecessor of s. It returns the
+	// predecessor beyond MaxPredecessors, if any, for the caller to close.
+	Drain(old, s *Session) (surplus *Session, ok bool)
+	// HandOver is Drain for a connector that moved to s of its own accord:
+	// old also learns s (Session.HandedOver).
+	HandOver(old, s *Session) (surplus *Session, ok bool)
+	// Holder is the session holding uid, or nil.
+	Holder(uid string) *Session
+	// List is the holding sessions, ordered by UID.
+	List() []*Session
+}
+
+// Memory is the Registry of a single listener: a map.
+type Memory struct {
 	mu       sync.Mutex // guards the following fields
 	sessions map[string]*Session
 	// Per UID, the sessions Drain and HandOver replaced while they stay
-	// open, oldest first, until their Unbind; at most MaxPredecessors.
+	// open, oldest first, until their Release; at most MaxPredecessors.
 	predecessors map[string][]*Session
 }
 
-// New returns an empty registry.
-func New() *Registry {
-	return &Registry{sessions: map[string]*Session{}, predecessors: map[string][]*Session{}}
+var _ Registry = (*Memory)(nil)
+
+// NewMemory returns an empty registry.
+func NewMemory() *Memory {
+	return &Memory{sessions: map[string]*Session{}, predecessors: map[string][]*Session{}}
 }
 
-// Bind makes s the session of its UID. If the UID is already bound, nothing
-// changes and the bound session is returned.
-func (r *Registry) Bind(s *Session) (bound *Session, ok bool) {
+// Claim implements Registry.
+func (r *Memory) Claim(s *Session) (bound *Session, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old, exists := r.sessions[s.UID]; exists {
@@ -82,9 +111,8 @@ func (r *Registry) Bind(s *Session) (bound *Session, ok bool) {
 	return s, true
 }
 
-// Unbind removes s if, and only if, it is still the session of its UID. A
-// predecessor (Drain, HandOver) is forgotten; it reports false.
-func (r *Registry) Unbind(s *Session) bool {
+// Release implements Registry.
+func (r *Memory) Release(s *Session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.sessions[s.UID] != s {
@@ -95,7 +123,7 @@ func (r *Registry) Unbind(s *Session) bool {
 	return true
 }
 
-func (r *Registry) forgetLocked(s *Session) {
+func (r *Memory) forgetLocked(s *Session) {
 	kept := slices.DeleteFunc(r.predecessors[s.UID], func(p *Session) bool { return p == s })
 	if len(kept) == 0 {
 		delete(r.predecessors, s.UID)
@@ -106,13 +134,13 @@ func (r *Registry) forgetLocked(s *Session) {
 
 // Replace makes s the session of its UID in place of old, if and only if
 // old is still the session of that UID. It reports whether it did.
-func (r *Registry) Replace(old, s *Session) bool {
+func (r *Memory) Replace(old, s *Session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.replaceLocked(old, s)
 }
 
-func (r *Registry) replaceLocked(old, s *Session) bool {
+func (r *Memory) replaceLocked(old, s *Session) bool {
 	if old.UID != s.UID || r.sessions[s.UID] != old {
 		return false
 	}
@@ -125,7 +153,7 @@ func (r *Registry) replaceLocked(old, s *Session) bool {
 // tunnels it carries but takes no new one (Draining), as a predecessor of
 // s. It reports whether it did, and returns the predecessor beyond
 // MaxPredecessors, if any — the oldest — for the caller to close.
-func (r *Registry) Drain(old, s *Session) (surplus *Session, ok bool) {
+func (r *Memory) Drain(old, s *Session) (surplus *Session, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.replaceLocked(old, s) {
@@ -138,7 +166,7 @@ func (r *Registry) Drain(old, s *Session) (surplus *Session, ok bool) {
 // HandOver makes s the session of its UID in place of old, as Drain does,
 // for a connector that moved to s of its own accord: old also learns s on
 // its HandedOver channel.
-func (r *Registry) HandOver(old, s *Session) (surplus *Session, ok bool) {
+func (r *Memory) HandOver(old, s *Session) (surplus *Session, ok bool) {
 	if surplus, ok = r.Drain(old, s); !ok {
 		return nil, false
 	}
@@ -153,9 +181,9 @@ func (r *Registry) HandOver(old, s *Session) (surplus *Session, ok bool) {
 
 // retireLocked records old among the predecessors of its UID and removes
 // the oldest beyond MaxPredecessors, returning it. Predecessors whose
-// connection has ended already, and only await their Unbind, go first
+// connection has ended already, and only await their Release, go first
 // and are not returned: closing them again is of no use.
-func (r *Registry) retireLocked(old *Session) (surplus *Session) {
+func (r *Memory) retireLocked(old *Session) (surplus *Session) {
 	kept := slices.DeleteFunc(r.predecessors[old.UID], func(p *Session) bool {
 		return p.Conn != nil && p.Conn.Context().Err() != nil
 	})
@@ -168,15 +196,15 @@ func (r *Registry) retireLocked(old *Session) (surplus *Session) {
 	return surplus
 }
 
-// Get returns the session bound to uid, or nil.
-func (r *Registry) Get(uid string) *Session {
+// Holder implements Registry.
+func (r *Memory) Holder(uid string) *Session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.sessions[uid]
 }
 
-// All returns the bound sessions ordered by UID.
-func (r *Registry) All() []*Session {
+// List implements Registry.
+func (r *Memory) List() []*Session {
 	r.mu.Lock()
 	out := make([]*Session, 0, len(r.sessions))
 	for _, s := range r.sessions {

@@ -1,7 +1,8 @@
 // Package store keeps sw-listener's opened ports across restarts.
 //
 // Store is deliberately small: a single listener keeps it in a bbolt file
-// (Bolt); a cluster of listeners would implement the same interface on etcd.
+// (Bolt), a test may keep it in memory (Memory), and a cluster of listeners
+// implements the same interface on etcd.
 //
 // # The bbolt file
 //
@@ -36,6 +37,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -43,6 +45,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,18 +54,72 @@ import (
 	"github.com/socket-warp/socket-warp/listener/port"
 )
 
-// Store keeps the opened ports. Every method is safe for concurrent use; Put
-// and Delete are durable when they return.
+// Store keeps the opened ports: the desired state, which every listener
+// watches and makes its bindings match (package reconcile). Every change
+// makes a new revision, higher than the ones before; a Watch from a
+// revision delivers every change after it, in order, so that a watcher
+// that lost its watch resumes where it was. Every method is safe for
+// concurrent use; Put and Delete are durable when they return.
+//
+// The shape is etcd's (design.md §9): a cluster implements it on a key
+// prefix, with the revision of etcd, compare-and-swap in a transaction and
+// a watch that resumes from a revision.
 type Store interface {
-	// Put adds p, or replaces the port of the same number.
-	Put(p port.Spec) error
-	// Delete removes the port; removing one that is not there is no error.
-	Delete(number int) error
-	// List returns every port, sorted by number, without their Error.
-	List() ([]port.Spec, error)
-	// Close releases the store; nothing may use it afterwards.
+	// Put stores p if its port has no record, or if the record's revision
+	// is prev (not 0): it replaces what the caller saw. Otherwise it fails
+	// with port.ErrAlreadyOpen. It returns the revision of the change.
+	Put(ctx context.Context, p port.Spec, prev int64) (int64, error)
+	// Delete removes the port's record and returns it, with the revision
+	// of the change; port.ErrNotOpen when there is none, ErrConflict when
+	// prev is not 0 and the record's revision is not prev.
+	Delete(ctx context.Context, number int, prev int64) (port.Spec, int64, error)
+	// List returns every port, sorted by number, and the revision they
+	// stand at: a Watch from it misses nothing.
+	List(ctx context.Context) (Snapshot, error)
+	// Watch delivers the changes after revision after, in order, until ctx
+	// ends or the watch breaks: then the channel closes, after a response
+	// with the error (ErrCompacted: the changes after after are no longer
+	// kept; List again). Events of one revision come in one response.
+	Watch(ctx context.Context, after int64) <-chan WatchResponse
+	// Close releases the store; nothing may use it afterwards. Watches
+	// end with ErrClosed.
 	Close() error
 }
+
+// Record is a stored port and the revision of the change that wrote it.
+type Record struct {
+	port.Spec
+	Revision int64
+}
+
+// Snapshot is every stored port at one revision.
+type Snapshot struct {
+	Ports    []Record // sorted by port
+	Revision int64
+}
+
+// Event is one change: a port put (Spec) or deleted.
+type Event struct {
+	Revision int64
+	Port     int
+	Spec     port.Spec // the port as put; zero when Deleted
+	Deleted  bool
+}
+
+// WatchResponse is what a watch delivers: events, or why it ended.
+type WatchResponse struct {
+	Events []Event
+	Err    error
+}
+
+var (
+	// ErrCompacted: a watch asked for changes older than the store keeps.
+	ErrCompacted = errors.New("store: revision compacted, list again")
+	// ErrConflict: a Delete found the port changed since the caller saw it.
+	ErrConflict = errors.New("store: the port changed meanwhile")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
 
 // RecordVersion is the newest version of the records this code writes and
 // reads; it reads every version from 1 on.
@@ -83,13 +140,23 @@ type record struct {
 	ProxyProtocol  string `json:"proxy_protocol,omitempty"` // version 2
 }
 
-// Bolt is the single-node Store: one bbolt file.
+// Bolt is the single-node Store: one bbolt file, and a mirror of it in
+// memory that answers List and feeds Watch (in-process: the only watcher
+// is this listener).
+//
+// Its revisions count the changes since the file was opened: every record
+// read at open is at revision 1. A cluster's store keeps them for good;
+// here the watchers live no longer than the process.
 type Bolt struct {
 	path string
 	db   *bolt.DB
+	// wmu queues the writers, each across its write to disk: the compare
+	// of the next (prev) must see the outcome of the one before. bbolt's
+	// own writer lock queues them at the same place anyway. No reader
+	// takes it: List and Watch read the mirror.
+	wmu    sync.Mutex
+	mirror *mirror
 }
-
-var _ Store = (*Bolt)(nil)
 
 // OpenBolt opens, or creates, the bbolt file at path; missing directories
 // are created 0700, a new file 0600. bbolt locks the file: when another
@@ -122,10 +189,12 @@ func OpenBolt(path string, lockTimeout time.Duration) (*Bolt, error) {
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
 	s := &Bolt{path: path, db: db}
-	if err := s.check(); err != nil {
+	ports, err := s.check()
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.mirror = newMirror(ports)
 	return s, nil
 }
 
@@ -158,7 +227,7 @@ func guard(f func() error) (err error) {
 // reading them here, under guard, meets most damage before bbolt's checker,
 // which runs on a goroutine of its own where a memory fault cannot be
 // caught. Only then is the bucket of a new file created.
-func (s *Bolt) check() error {
+func (s *Bolt) check() ([]port.Spec, error) {
 	err := guard(func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
 			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
@@ -170,10 +239,11 @@ func (s *Bolt) check() error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("state file %s: %w", s.path, err)
+		return nil, fmt.Errorf("state file %s: %w", s.path, err)
 	}
-	if _, err := s.List(); err != nil {
-		return err
+	ports, err := s.read()
+	if err != nil {
+		return nil, err
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		var errs []error
@@ -183,7 +253,7 @@ func (s *Bolt) check() error {
 		return errors.Join(errs...)
 	})
 	if err != nil {
-		return fmt.Errorf("state file %s is corrupt: %w", s.path, err)
+		return nil, fmt.Errorf("state file %s is corrupt: %w", s.path, err)
 	}
 	err = guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
@@ -192,9 +262,9 @@ func (s *Bolt) check() error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("state file %s: %w", s.path, err)
+		return nil, fmt.Errorf("state file %s: %w", s.path, err)
 	}
-	return nil
+	return ports, nil
 }
 
 // Path is the file's path as given to OpenBolt.
@@ -207,47 +277,82 @@ func key(port int) ([]byte, error) {
 	return binary.BigEndian.AppendUint16(nil, uint16(port)), nil
 }
 
-// Put implements Store.
-func (s *Bolt) Put(p port.Spec) error {
-	k, err := key(p.Port)
-	if err != nil {
-		return fmt.Errorf("state file %s: %w", s.path, err)
-	}
+func encode(p port.Spec) ([]byte, error) {
 	version := 1
 	if p.ProxyProtocol != "" {
 		version = 2
 	}
-	v, err := json.Marshal(record{Version: version, UID: p.UID, Port: p.Port,
+	return json.Marshal(record{Version: version, UID: p.UID, Port: p.Port,
 		ConnectAddress: p.ConnectAddress, ConnectPort: p.ConnectPort, ProxyProtocol: p.ProxyProtocol})
+}
+
+// Put implements Store.
+func (s *Bolt) Put(ctx context.Context, p port.Spec, prev int64) (int64, error) {
+	p.Error = ""
+	k, err := key(p.Port)
 	if err != nil {
-		return fmt.Errorf("state file %s: %w", s.path, err)
+		return 0, fmt.Errorf("state file %s: %w", s.path, err)
+	}
+	v, err := encode(p)
+	if err != nil {
+		return 0, fmt.Errorf("state file %s: %w", s.path, err)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if _, err := s.mirror.mayPut(p.Port, prev); err != nil {
+		return 0, err
 	}
 	err = guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Put(k, v) })
 	})
 	if err != nil {
-		return fmt.Errorf("state file %s: save port %d: %w", s.path, p.Port, err)
+		return 0, fmt.Errorf("state file %s: save port %d: %w", s.path, p.Port, err)
 	}
-	return nil
+	return s.mirror.apply(Event{Port: p.Port, Spec: p}), nil
 }
 
 // Delete implements Store.
-func (s *Bolt) Delete(number int) error {
+func (s *Bolt) Delete(ctx context.Context, number int, prev int64) (port.Spec, int64, error) {
 	k, err := key(number)
 	if err != nil {
-		return fmt.Errorf("state file %s: %w", s.path, err)
+		return port.Spec{}, 0, fmt.Errorf("state file %s: %w", s.path, err)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return port.Spec{}, 0, err
+	}
+	r, err := s.mirror.mayDelete(number, prev)
+	if err != nil {
+		return port.Spec{}, 0, err
 	}
 	err = guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPorts).Delete(k) })
 	})
 	if err != nil {
-		return fmt.Errorf("state file %s: remove port %d: %w", s.path, number, err)
+		return port.Spec{}, 0, fmt.Errorf("state file %s: remove port %d: %w", s.path, number, err)
 	}
-	return nil
+	return r.Spec, s.mirror.apply(Event{Port: number, Deleted: true}), nil
 }
 
 // List implements Store.
-func (s *Bolt) List() ([]port.Spec, error) {
+func (s *Bolt) List(ctx context.Context) (Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return Snapshot{}, err
+	}
+	return s.mirror.snapshot(), nil
+}
+
+// Watch implements Store.
+func (s *Bolt) Watch(ctx context.Context, after int64) <-chan WatchResponse {
+	return s.mirror.watch(ctx, after)
+}
+
+// read reads every record from the file.
+func (s *Bolt) read() ([]port.Spec, error) {
 	var out []port.Spec
 	err := guard(func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
@@ -303,6 +408,7 @@ func decode(k, v []byte) (port.Spec, error) {
 
 // Close implements Store.
 func (s *Bolt) Close() error {
+	s.mirror.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("state file %s: close: %w", s.path, err)
 	}

@@ -32,11 +32,38 @@ func open(t *testing.T, path string) *Bolt {
 
 func list(t *testing.T, s Store) []port.Spec {
 	t.Helper()
-	got, err := s.List()
+	snap, err := s.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	var got []port.Spec
+	for _, r := range snap.Ports {
+		got = append(got, r.Spec)
+	}
 	return got
+}
+
+func del(t *testing.T, s Store, number int) error {
+	t.Helper()
+	_, _, err := s.Delete(t.Context(), number, 0)
+	return err
+}
+
+// put stores p over whatever record its port has.
+func put(t *testing.T, s Store, p port.Spec) error {
+	t.Helper()
+	snap, err := s.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev int64
+	for _, r := range snap.Ports {
+		if r.Port == p.Port {
+			prev = r.Revision
+		}
+	}
+	_, err = s.Put(t.Context(), p, prev)
+	return err
 }
 
 func TestBoltKeepsPortsAcrossReopen(t *testing.T) {
@@ -48,21 +75,21 @@ func TestBoltKeepsPortsAcrossReopen(t *testing.T) {
 	b := port.Spec{UID: "swc-2", Port: 443, ConnectAddress: "10.0.0.7", ConnectPort: 8443}
 	c := port.Spec{UID: "swc-1", Port: 65535, ConnectAddress: "x", ConnectPort: 1}
 	for _, p := range []port.Spec{a, b, c, {UID: "swc-9", Port: 8080, ConnectAddress: "old", ConnectPort: 1}} {
-		if err := s.Put(p); err != nil {
+		if err := put(t, s, p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Put replaces; Error is not kept.
 	a.Error = "listed only"
-	if err := s.Put(a); err != nil {
+	if err := put(t, s, a); err != nil {
 		t.Fatal(err)
 	}
 	a.Error = ""
-	if err := s.Delete(c.Port); err != nil {
+	if err := del(t, s, c.Port); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(c.Port); err != nil {
-		t.Fatalf("deleting an absent port: %v", err)
+	if err := del(t, s, c.Port); !errors.Is(err, port.ErrNotOpen) {
+		t.Fatalf("deleting an absent port: %v, want %v", err, port.ErrNotOpen)
 	}
 	want := []port.Spec{b, a} // sorted by port
 	if got := list(t, s); !reflect.DeepEqual(got, want) {
@@ -112,8 +139,9 @@ func TestBoltRefusesBadPorts(t *testing.T) {
 	s := open(t, path)
 	defer s.Close()
 	for _, n := range []int{0, -1, 65536} {
-		testutil.WantErr(t, s.Put(port.Spec{UID: "u", Port: n, ConnectAddress: "a", ConnectPort: 1}), path, "outside 1-65535")
-		testutil.WantErr(t, s.Delete(n), path, "outside 1-65535")
+		_, err := s.Put(t.Context(), port.Spec{UID: "u", Port: n, ConnectAddress: "a", ConnectPort: 1}, 0)
+		testutil.WantErr(t, err, path, "outside 1-65535")
+		testutil.WantErr(t, del(t, s, n), path, "outside 1-65535")
 	}
 }
 
@@ -244,7 +272,7 @@ func TestBoltProxyProtocol(t *testing.T) {
 	v2 := port.Spec{UID: "swc-2", Port: 8443, ConnectAddress: "web", ConnectPort: 443, ProxyProtocol: port.ProxyV2}
 	plain := port.Spec{UID: "swc-2", Port: 9000, ConnectAddress: "x", ConnectPort: 9}
 	for _, p := range []port.Spec{v1, v2, plain} {
-		if err := s.Put(p); err != nil {
+		if err := put(t, s, p); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,10 +32,8 @@ import (
 	"github.com/socket-warp/socket-warp/shared/memtrim"
 	"github.com/socket-warp/socket-warp/shared/metrics"
 	"github.com/socket-warp/socket-warp/shared/quicconf"
-	"github.com/socket-warp/socket-warp/shared/teardown"
 	"github.com/socket-warp/socket-warp/shared/tlsutil"
 	"github.com/socket-warp/socket-warp/shared/udpsock"
-	"github.com/socket-warp/socket-warp/shared/wire"
 )
 
 // ErrShuttingDown is returned by API calls that arrive during shutdown.
@@ -122,22 +119,9 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	}
 	l.openAddrs, _ = SplitAddrs(cfg.OpenAddrs) // validated above
 	l.initMetrics()
-	token, err := cfg.apiToken()
-	if err != nil {
+	if err := l.buildAPI(); err != nil {
 		return nil, err
 	}
-	if token == "" && cfg.APIInsecure && len(nonLoopback(cfg.APIAddrs)) > 0 {
-		log.Warn("api has no token on a non-loopback address (SWL_API_INSECURE=true): whoever reaches it can open ports",
-			zap.String("addrs", cfg.APIAddrs))
-	}
-	hosts, _ := cfg.apiAllowedHosts() // validated above
-	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready), api.WithAllowedHosts(hosts...),
-		api.WithRefusals(l.refusedRequests.add)}
-	if cfg.MetricsAddr == "" {
-		apiOpts = append(apiOpts, api.WithMetrics(metrics.Handler(l.metrics)))
-	}
-	l.api = api.New(l, log, apiOpts...)
-
 	tlsConf := l.certs.ServerConfig(l.handshakeRefused)
 	quicConf := quicconf.Windows(&quic.Config{
 		MaxIdleTimeout:  cfg.IdleTimeout,
@@ -153,11 +137,42 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := l.listen(tlsConf, quicConf, resetKey); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// buildAPI makes the API handler (not yet serving).
+func (l *Listener) buildAPI() error {
+	cfg, log := l.cfg, l.log
+	token, err := cfg.apiToken()
+	if err != nil {
+		return err
+	}
+	if token == "" && cfg.APIInsecure && len(nonLoopback(cfg.APIAddrs)) > 0 {
+		log.Warn("api has no token on a non-loopback address (SWL_API_INSECURE=true): whoever reaches it can open ports",
+			zap.String("addrs", cfg.APIAddrs))
+	}
+	hosts, _ := cfg.apiAllowedHosts() // validated by New
+	apiOpts := []api.Option{api.WithToken(token), api.WithHealth(l.ready), api.WithAllowedHosts(hosts...),
+		api.WithRefusals(l.refusedRequests.add)}
+	if cfg.MetricsAddr == "" {
+		apiOpts = append(apiOpts, api.WithMetrics(metrics.Handler(l.metrics)))
+	}
+	l.api = api.New(l, log, apiOpts...)
+	return nil
+}
+
+// listen binds the connectors' QUIC sockets, the API's and the metrics and
+// debug servers'.
+func (l *Listener) listen(tlsConf *tls.Config, quicConf *quic.Config, resetKey *quic.StatelessResetKey) (err error) {
+	cfg, log := l.cfg, l.log
 	quicAddrs, _ := SplitAddrs(cfg.Addrs)
 	for _, a := range quicAddrs {
 		ln, err := l.listenQUIC(hostPort(a, cfg.Port), tlsConf, quicConf, resetKey)
 		if err != nil {
-			return nil, fmt.Errorf("listen for connectors on udp %s: %w", hostPort(a, cfg.Port), err)
+			return fmt.Errorf("listen for connectors on udp %s: %w", hostPort(a, cfg.Port), err)
 		}
 		l.quicLns = append(l.quicLns, ln)
 	}
@@ -165,21 +180,21 @@ func New(cfg Config, log *zap.Logger) (_ *Listener, err error) {
 	for _, a := range apiAddrs {
 		ln, err := net.Listen("tcp", hostPort(a, cfg.APIPort))
 		if err != nil {
-			return nil, fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
+			return fmt.Errorf("listen for the API on tcp %s: %w", hostPort(a, cfg.APIPort), err)
 		}
 		l.apiLns = append(l.apiLns, ln)
 	}
 	if cfg.MetricsAddr != "" {
 		if l.metricsSrv, err = metrics.Listen("SWL_METRICS_ADDR", cfg.MetricsAddr, l.metrics, l.ready, log); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.PprofAddr != "" {
 		if l.pprof, err = debugserver.Listen(cfg.PprofAddr, log); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return l, nil
+	return nil
 }
 
 // listenQUIC owns its Transport: closing that, unlike a listener made by
@@ -270,51 +285,15 @@ func (l *Listener) Run(ctx context.Context) error {
 	}()
 
 	fatal := make(chan error, len(l.apiLns)+1)
-	servers := make([]*http.Server, len(l.apiLns))
-	for i, ln := range l.apiLns {
-		srv := &http.Server{
-			Handler:           l.api,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          zap.NewStdLog(l.log.Named("http")),
-		}
-		servers[i] = srv
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("serve API on %s: %w", ln.Addr(), err)
-				cancel()
-			}
-		})
+	fail := func(err error) {
+		fatal <- err
+		cancel()
 	}
+	stopAPI := l.serveAPI(&wg, fail)
 	for _, ln := range l.quicLns {
 		wg.Go(func() { l.acceptConnectors(ctx, connCtx, ln, &wg) })
 	}
-	if l.metricsSrv != nil {
-		// Until the very end: a scrape during the drain is worth having.
-		wg.Go(func() {
-			if err := l.metricsSrv.Serve(connCtx); err != nil {
-				fatal <- err
-				cancel()
-			}
-		})
-	}
-	wg.Go(func() { _ = l.certs.Run(ctx) })
-	wg.Go(func() { memtrim.Run(ctx, l.log) })
-	if l.pprof != nil {
-		wg.Go(func() {
-			if err := l.pprof.Run(ctx); err != nil {
-				l.log.Error("pprof stopped", logging.Reason(err.Error()))
-			}
-		})
-	}
-	if l.crl != nil {
-		wg.Go(func() { l.crl.Run(ctx) })
-	}
-	if l.cfg.SCEPURL != "" {
-		wg.Go(func() { l.recheckLoop(ctx, l.cfg.VerifyCacheTTL) })
-	}
+	l.runBackground(ctx, connCtx, &wg, fail)
 	for _, a := range l.QUICAddrs() {
 		l.log.Info("listening for connectors", zap.Stringer("addr", a))
 	}
@@ -324,16 +303,7 @@ func (l *Listener) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	l.log.Info("shutting down")
-	for _, srv := range servers {
-		shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		// Shutdown leaves a connection that has not sent its first request
-		// alone until it is 5 s old; Close cuts what Shutdown did not end,
-		// so no connection outlives Run.
-		if err := srv.Shutdown(shutCtx); err != nil {
-			_ = srv.Close()
-		}
-		done()
-	}
+	stopAPI()
 	// No port opens or closes from here on.
 	<-reconciled
 	bindings := l.ports.stop()
@@ -361,267 +331,6 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 }
 
-// acceptConnectors accepts until ctx ends; each connection is served until
-// connCtx does, which is later: after the drain.
-func (l *Listener) acceptConnectors(ctx, connCtx context.Context, ln *quic.Listener, wg *sync.WaitGroup) {
-	for {
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			return
-		}
-		wg.Go(func() { l.serveConnector(connCtx, conn) })
-	}
-}
-
-// serveConnector binds the connection to its UID for as long as it lives.
-// quic-go's Accept returns only after the handshake completed, so the client
-// certificate has been verified before anything here acts on the connection.
-func (l *Listener) serveConnector(ctx context.Context, conn *quic.Conn) {
-	remote := conn.RemoteAddr().String()
-	log := l.log.With(logging.Remote(remote))
-	// The handshake verified the chain but leaves none in the state (see
-	// tlsutil); the CRL judges the CAs of the chains.
-	state := conn.ConnectionState().TLS
-	chains, err := l.certs.VerifyClient(state.PeerCertificates)
-	if err != nil {
-		// The CA file changed since the handshake.
-		l.refuseConnector(conn, []zap.Field{logging.Remote(remote)}, tlsutil.RefusalReason(err), err)
-		return
-	}
-	state.VerifiedChains = chains
-	uid, err := l.verifier.Verify(ctx, state)
-	if err != nil {
-		l.refuseConnector(conn, []zap.Field{logging.Remote(remote)}, l.verifyReason(state, err), err)
-		return
-	}
-	log = log.With(logging.UID(uid))
-	s := &registry.Session{UID: uid, Conn: conn, Remote: remote, Since: time.Now(), TLS: state,
-		HandedOver: make(chan *registry.Session, 1)}
-	bound, successor := l.bindSession(ctx, s, log)
-	if !bound {
-		return
-	}
-	// A successor of a connection left to drain is what a holder of the
-	// UID's certificates can make in a loop, as fast as handshakes go
-	// (going away, or handing over between two certificates of its own):
-	// its lines are sampled. The connections such a loop leaves open are
-	// bounded by the registry.
-	lifeLog := log
-	if successor {
-		lifeLog = l.sampled(s)
-	}
-	// A CRL that replaced the list after Verify checked it was applied by
-	// dropRevoked to the sessions bound then, maybe not yet this one; the
-	// list is replaced before dropRevoked lists the sessions, so checking
-	// again now that this one is bound leaves no gap.
-	if l.crl != nil {
-		if err := l.crl.Check(s.TLS); err != nil {
-			l.sessions.Release(s)
-			l.refuseConnector(conn, []zap.Field{logging.Remote(remote), logging.UID(uid)}, l.verifyReason(s.TLS, err), err)
-			return
-		}
-	}
-	leaf := s.TLS.PeerCertificates[0]
-	lifeLog.Info("connector connected", zap.String("serial", leaf.SerialNumber.Text(16)), zap.Time("not_after", leaf.NotAfter))
-	heartbeats := discardHeartbeats(conn)
-	// After a hand-over the connection is no longer re-verified: its
-	// certificate is typically revoked as superseded while its last
-	// tunnels still run. It lives on the authority of its successor
-	// instead, which is: it ends when the successor does (refused by a
-	// re-check or a CRL, or gone) — unless that one was handed over in
-	// turn, and passed the authority on. Its connector closes it once
-	// drained.
-	var (
-		succ          *registry.Session
-		successorDone <-chan struct{}
-	)
-wait:
-	for {
-		select {
-		case <-conn.Context().Done():
-			break wait
-		case <-ctx.Done():
-			_ = conn.CloseWithError(wire.CodeGoingAway, teardown.ListenerShuttingDown)
-			break wait
-		case succ = <-s.HandedOver:
-			successorDone = succ.Conn.Context().Done()
-			v, reason, err := l.ask(ctx, s, wire.HandedOverHeader)
-			switch {
-			case ctx.Err() != nil:
-				// Shutting down: the case above closes it.
-			case err != nil:
-				// Not told, it would keep the connection for ever.
-				_ = conn.CloseWithError(wire.CodeReplaced, "hand-over notice: "+err.Error())
-			case v != wire.VerdictOK:
-				_ = conn.CloseWithError(wire.CodeReplaced, fmt.Sprintf("hand-over notice: %s: %s", v, reason))
-			}
-		case <-successorDone:
-			if next := succ.Successor.Load(); next != nil {
-				succ, successorDone = next, next.Conn.Context().Done()
-				continue
-			}
-			_ = conn.CloseWithError(wire.CodeReplaced, "the connection it was handed over to has ended")
-		}
-	}
-	<-heartbeats
-	l.sessions.Release(s)
-	lifeLog.Info("connector disconnected", logging.Reason(closeReason(context.Cause(conn.Context()))),
-		logging.Duration(time.Since(s.Since)))
-}
-
-// closeReason words a QUIC connection's end for the log.
-func closeReason(err error) string {
-	var (
-		app  *quic.ApplicationError
-		idle *quic.IdleTimeoutError
-	)
-	switch {
-	case errors.As(err, &idle):
-		return "idle timeout: no packet from the connector"
-	case errors.As(err, &app):
-		who := "listener"
-		if app.Remote {
-			who = "connector"
-		}
-		if app.ErrorMessage != "" {
-			return fmt.Sprintf("closed by %s: %s (%s)", who, wire.CodeString(uint64(app.ErrorCode)), app.ErrorMessage)
-		}
-		return fmt.Sprintf("closed by %s: %s", who, wire.CodeString(uint64(app.ErrorCode)))
-	case err == nil:
-		return "closed"
-	default:
-		return err.Error()
-	}
-}
-
-// OpenPort implements api.Service: it writes the port to the store and
-// answers once this listener's reconciler has bound it. If this listener
-// could not bind it (its address is taken, on some SWL_OPEN_ADDRS address
-// or all), the port is removed from the store again and the open fails:
-// what the API said it opened is what the listener serves. Opening a port
-// that is listed with an error because it cannot be served as stored
-// replaces it. Neither the write nor the bind holds up anything but this
-// open (portTable).
-func (l *Listener) OpenPort(ctx context.Context, p port.Spec) error {
-	p.Error = ""
-	if l.sessions.Holder(p.UID) == nil {
-		return fmt.Errorf("open port %d: uid %s: %w", p.Port, p.UID, port.ErrNotConnected)
-	}
-	prev, done, err := l.ports.admit(p.Port)
-	if err != nil {
-		return fmt.Errorf("open port %d: %w", p.Port, err)
-	}
-	defer done()
-	rev, err := l.store.Put(ctx, p, prev)
-	switch {
-	case errors.Is(err, port.ErrAlreadyOpen):
-		return fmt.Errorf("open port %d: %w", p.Port, port.ErrAlreadyOpen)
-	case err != nil:
-		// %v: a failing state file is the listener's problem (500),
-		// whatever the OS said about it.
-		return fmt.Errorf("open port %d: not opened: %v", p.Port, err)
-	}
-	if err := l.reconciled(ctx, rev); err != nil {
-		return fmt.Errorf("open port %d: %w", p.Port, err)
-	}
-	if bindErr := l.ports.outcome(p.Port, rev); bindErr != nil {
-		// Given back, and waited for: the next open of the port must
-		// find its address as this one did, not held by this one.
-		if _, rev, err := l.store.Delete(context.WithoutCancel(ctx), p.Port, rev); err == nil {
-			_ = l.reconciled(ctx, rev)
-		} else if !errors.Is(err, store.ErrConflict) && !errors.Is(err, port.ErrNotOpen) {
-			l.log.Error("port not bound, and could not be removed from the state file", logging.Port(p.Port),
-				logging.Reason(err.Error()))
-		}
-		return fmt.Errorf("open port %d: %w", p.Port, bindErr)
-	}
-	return nil
-}
-
-// reconciled waits until the reconciler has applied the change at rev.
-func (l *Listener) reconciled(ctx context.Context, rev int64) error {
-	err := l.reconciler.Wait(ctx, rev)
-	if errors.Is(err, reconcile.ErrStopped) {
-		return ErrShuttingDown
-	}
-	return err
-}
-
-// ClosePort implements api.Service: the port is removed from the store,
-// and the answer comes once this listener's reconciler has closed it:
-// it stops listening, and every tunnelled connection it carries has
-// ended. If the store cannot be changed the port stays open: a restart
-// would re-open it, so it must not look closed now. A port that cannot be
-// served as stored is only removed.
-func (l *Listener) ClosePort(ctx context.Context, number int) (port.Spec, error) {
-	if _, _, err := l.ports.view(); err != nil {
-		return port.Spec{}, fmt.Errorf("close port %d: %w", number, ErrShuttingDown)
-	}
-	listed, _ := l.ports.entry(number)
-	p, rev, err := l.store.Delete(ctx, number, 0)
-	switch {
-	case errors.Is(err, port.ErrNotOpen):
-		return port.Spec{}, fmt.Errorf("close port %d: %w", number, port.ErrNotOpen)
-	case err != nil:
-		return port.Spec{}, fmt.Errorf("close port %d: not closed: %v", number, err)
-	}
-	if listed.b == nil && listed.err != nil && listed.spec == p {
-		p.Error = listed.err.Error()
-	}
-	if err := l.reconciled(ctx, rev); err != nil {
-		return port.Spec{}, fmt.Errorf("close port %d: %w", number, err)
-	}
-	return p, nil
-}
-
-// List implements api.Service. A served port whose listening socket died
-// has an Error until it is bound anew.
-func (l *Listener) List() []port.Spec {
-	bound, failed, _ := l.ports.view()
-	out := make([]port.Spec, 0, len(bound)+len(failed))
-	for _, b := range bound {
-		p := b.spec
-		p.Error = b.notListening()
-		out = append(out, p)
-	}
-	for _, f := range failed {
-		p := f.spec
-		p.Error = f.err.Error()
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
-	return out
-}
-
-// Live implements api.Service.
-func (l *Listener) Live(number int) *port.Live {
-	b := l.ports.get(number)
-	if b == nil {
-		return nil
-	}
-	return &port.Live{ActiveConnections: b.active.Load(), BytesUp: b.bytesUp.Load(), BytesDown: b.bytesDown.Load()}
-}
-
-// Connections implements api.Service: the connected connectors, by UID.
-func (l *Listener) Connections() []port.Connection {
-	sessions := l.sessions.List()
-	out := make([]port.Connection, 0, len(sessions))
-	for _, s := range sessions {
-		out = append(out, port.Connection{
-			UID:            s.UID,
-			Remote:         s.Remote,
-			ConnectedSince: s.Since.UTC(),
-			CertNotAfter:   s.TLS.PeerCertificates[0].NotAfter.UTC(),
-			RTTSeconds:     s.Conn.ConnectionStats().SmoothedRTT.Seconds(),
-			ActiveStreams:  s.Streams.Load(),
-			BytesUp:        s.BytesUp.Load(),
-			BytesDown:      s.BytesDown.Load(),
-			Draining:       s.Draining.Load(),
-		})
-	}
-	return out
-}
-
 // ReloadCertificates re-reads the certificate, key and CA files (SIGHUP).
 // New handshakes use the new material; established connections stay up; a
 // broken file is logged and the previous material kept.
@@ -629,3 +338,66 @@ func (l *Listener) ReloadCertificates() error { return l.certs.Reload() }
 
 // Connected reports whether uid has a live connection.
 func (l *Listener) Connected(uid string) bool { return l.sessions.Holder(uid) != nil }
+
+// serveAPI serves the API on its sockets, on goroutines of wg; stop ends
+// it, and every connection to it.
+func (l *Listener) serveAPI(wg *sync.WaitGroup, fail func(error)) (stop func()) {
+	servers := make([]*http.Server, len(l.apiLns))
+	for i, ln := range l.apiLns {
+		srv := &http.Server{
+			Handler:           l.api,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          zap.NewStdLog(l.log.Named("http")),
+		}
+		servers[i] = srv
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fail(fmt.Errorf("serve API on %s: %w", ln.Addr(), err))
+			}
+		})
+	}
+	return func() {
+		for _, srv := range servers {
+			shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+			// Shutdown leaves a connection that has not sent its first
+			// request alone until it is 5 s old; Close cuts what Shutdown
+			// did not end, so no connection outlives Run.
+			if err := srv.Shutdown(shutCtx); err != nil {
+				_ = srv.Close()
+			}
+			done()
+		}
+	}
+}
+
+// runBackground starts, on wg, what runs beside the connections until ctx
+// ends: certificate reloads, memory trimming, the CRL and the re-checks,
+// the debug server; the metrics server until connCtx ends, after the
+// drain (a scrape during it is worth having).
+func (l *Listener) runBackground(ctx, connCtx context.Context, wg *sync.WaitGroup, fail func(error)) {
+	if l.metricsSrv != nil {
+		wg.Go(func() {
+			if err := l.metricsSrv.Serve(connCtx); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Go(func() { _ = l.certs.Run(ctx) })
+	wg.Go(func() { memtrim.Run(ctx, l.log) })
+	if l.pprof != nil {
+		wg.Go(func() {
+			if err := l.pprof.Run(ctx); err != nil {
+				l.log.Error("pprof stopped", logging.Reason(err.Error()))
+			}
+		})
+	}
+	if l.crl != nil {
+		wg.Go(func() { l.crl.Run(ctx) })
+	}
+	if l.cfg.SCEPURL != "" {
+		wg.Go(func() { l.recheckLoop(ctx, l.cfg.VerifyCacheTTL) })
+	}
+}

@@ -62,8 +62,9 @@ func TestAPIToken(t *testing.T) {
 	l := launch(t, cfg)
 	expectAuth(t, l.api, apiToken)
 	l.stop()
-	if !testutil.Logged(l.logs, "api request refused", "reason", "wrong bearer token") {
-		t.Error("the wrong token is not logged as such")
+	// No header, then the wrong token.
+	if n := metricValue(t, l.Listener, "socketwarp_listener_api_refusals_total", "reason", api.RefusedToken); n != 2 {
+		t.Errorf("%v token refusals counted, want 2", n)
 	}
 	expectNoToken(t, l.logs)
 

@@ -8,10 +8,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
+
+// refusedEventually waits until port refuses new clients. A client taken
+// before that is closed at once, which ends its tunnel.
+func refusedEventually(t *testing.T, port int) {
+	t.Helper()
+	testutil.Eventually(t, "port closed to new clients", func() bool {
+		c, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err == nil {
+			c.Close()
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+}
 
 // TestShutdownDrainsTunnels: on shutdown the ports take no new client, a
 // running tunnel keeps carrying data until it ends by itself, Run returns
@@ -19,7 +31,9 @@ import (
 func TestShutdownDrainsTunnels(t *testing.T) {
 	f := newFiles(t)
 	cfg := f.config()
-	cfg.DrainTimeout = safety
+	// Far beyond r.wait's bound: Run returning at all says the drain
+	// ended with the tunnel, not at its timeout.
+	cfg.DrainTimeout = time.Hour
 	r := run(t, cfg)
 	conn := connectorConn(t, f, r.Listener, "swc-1")
 	playConnector(t, conn, wire.VerdictOK)
@@ -29,15 +43,12 @@ func TestShutdownDrainsTunnels(t *testing.T) {
 	echoVia(t, client, "before")
 
 	r.cancel()
-	testutil.Eventually(t, "draining", func() bool { return testutil.Logged(r.logs, "draining", "tunnels", "1") })
-	if c, err := net.DialTCP("tcp", nil, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); !errors.Is(err, syscall.ECONNREFUSED) {
-		if c != nil {
-			c.Close()
-		}
-		t.Fatalf("a new client while draining: %v, want connection refused", err)
-	}
+	refusedEventually(t, port)
 	echoVia(t, client, "during the drain")
 	expectAlive(t, conn)
+	if c := r.Connections(); len(c) != 1 || c[0].BytesUp != 22 { // "before" + "during the drain"
+		t.Fatalf("connections while draining: %+v, want swc-1 with 22 bytes up", c)
+	}
 
 	if err := client.CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -47,12 +58,6 @@ func TestShutdownDrainsTunnels(t *testing.T) {
 	}
 	r.wait(t)
 	testutil.ClosedByPeer(t, conn, wire.CodeGoingAway)
-	if len(r.logs.FilterMessage("drained").All()) != 1 || len(r.logs.FilterMessage("drain timeout, closing tunnels").All()) != 0 {
-		t.Fatal(`want "drained", not a drain timeout`)
-	}
-	if !testutil.Logged(r.logs, "tunnel closed", logging.KeyBytesUp, "22") { // "before" + "during the drain"
-		t.Error("the tunnel's bytes are not all logged")
-	}
 }
 
 // TestShutdownDrainTimeout: a tunnel that does not end is cut when the
@@ -71,9 +76,6 @@ func TestShutdownDrainTimeout(t *testing.T) {
 	r.cancel()
 	r.wait(t)
 	testutil.ClosedByPeer(t, conn, wire.CodeGoingAway)
-	if !testutil.Logged(r.logs, "drain timeout, closing tunnels", "tunnels", "1") {
-		t.Fatal("drain timeout not logged with the tunnel count")
-	}
 	if _, err := io.ReadAll(client); err == nil {
 		t.Fatal("the tunnel ended cleanly, want it cut")
 	}

@@ -44,11 +44,8 @@ func TestHandOverToTheAnnouncedCertificate(t *testing.T) {
 	if r.HandOvers() != 1 {
 		t.Fatalf("%d hand-overs counted, want 1", r.HandOvers())
 	}
-	oldSerial := oldTLS.Certificates[0].Leaf.SerialNumber.Text(16)
-	newSerial := newTLS.Certificates[0].Leaf.SerialNumber.Text(16)
-	if !testutil.Logged(r.logs, "connector handed over to a new connection", "old_serial", oldSerial) ||
-		!testutil.Logged(r.logs, "connector handed over to a new connection", "new_serial", newSerial) {
-		t.Error("the hand-over line does not name both serials")
+	if s := r.sessions.Get("swc-1"); s == nil || serial(s) != newTLS.Certificates[0].Leaf.SerialNumber.Text(16) {
+		t.Error("the announced certificate is not the one bound")
 	}
 	expectAlive(t, old)
 	echoVia(t, inFlight, "the old connection still carries its tunnel")
@@ -83,8 +80,9 @@ func TestHandOverOnlyToTheAnnouncedCertificate(t *testing.T) {
 	if r.HandOvers() != 0 || oldFC.notices.Load() != 0 {
 		t.Fatalf("%d hand-overs, %d notices after duplicates; want none", r.HandOvers(), oldFC.notices.Load())
 	}
-	if !testutil.Logged(r.logs, "connector refused", "probe", "to another certificate") {
-		t.Error("the refusal does not say the bound connector hands over to another certificate")
+	// Each refused after the bound connector answered the probe.
+	if p, n := oldFC.probes.Load(), metricValue(t, r.Listener, "socketwarp_listener_handshake_refusals_total", "reason", reasonDuplicateUID); p != 2 || n != 2 {
+		t.Errorf("%d probes answered, %v duplicate refusals; want 2 each", p, n)
 	}
 	expectAlive(t, old)
 
@@ -117,14 +115,13 @@ func TestHandOverAuthorityPassesOn(t *testing.T) {
 	b := dialWith(t, r, bTLS)
 	bFC := playHandingOver(t, b, fingerprint(cTLS))
 	testutil.Eventually(t, "A handed over to B", func() bool { return aFC.notices.Load() == 1 })
+	bEnd := r.sessions.Get("swc-1").Conn.Context()
 	c := dialWith(t, r, cTLS)
 	playConnector(t, c, wire.VerdictOK)
 	testutil.Eventually(t, "B handed over to C", func() bool { return bFC.notices.Load() == 1 })
 
 	b.CloseWithError(wire.CodeNoError, "drained")
-	testutil.Eventually(t, "B's end seen", func() bool {
-		return testutil.Logged(r.logs, "connector disconnected", "remote", b.LocalAddr().String())
-	})
+	ended(t, bEnd) // the listener saw B's end
 	echoVia(t, inFlight, "A still carries its tunnel")
 	expectAlive(t, a)
 

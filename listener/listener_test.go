@@ -20,7 +20,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/socket-warp/socket-warp/listener/port"
-	"github.com/socket-warp/socket-warp/shared/logging"
 	"github.com/socket-warp/socket-warp/shared/testutil"
 	"github.com/socket-warp/socket-warp/shared/wire"
 )
@@ -193,6 +192,14 @@ func TestRunWithoutConnections(t *testing.T) {
 	}
 }
 
+// metricValue is the value of l's metric name with the given labels (as
+// "k", "v", ...); 0 when there is no such sample.
+func metricValue(t *testing.T, l *Listener, name string, labels ...string) float64 {
+	t.Helper()
+	v, _ := testutil.Gather(t, l.Metrics()).Value(name, labels...)
+	return v
+}
+
 // connectorConn dials the listener as a connector with CN=uid and returns
 // the connection; the test plays the connector's side of every stream.
 func connectorConn(t *testing.T, f files, l *Listener, uid string) *quic.Conn {
@@ -206,10 +213,10 @@ func connectorConn(t *testing.T, f files, l *Listener, uid string) *quic.Conn {
 // stream header with the client's address and the opened port, pipelines the
 // client's first bytes behind it before any verdict, and turns a refusal
 // (here "forbidden", which the real connector never sends) into a reset of
-// the client with the connector's reason in its log.
+// the client, counted under the connector's verdict.
 func TestStreamHeaderAndRefusal(t *testing.T) {
 	f := newFiles(t)
-	log, logs := testutil.Logger(t, "listener")
+	log, _ := testutil.Logger(t, "listener")
 	l, err := New(f.config(), log)
 	if err != nil {
 		t.Fatal(err)
@@ -270,8 +277,8 @@ func TestStreamHeaderAndRefusal(t *testing.T) {
 	if _, err := io.ReadAll(client); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client after a refusal: %v, want connection reset", err)
 	}
-	testutil.Eventually(t, "listener logs the connector's reason", func() bool {
-		return testutil.Logged(logs, "tunnel refused by connector", logging.KeyReason, "forbidden: target not in policy")
+	testutil.Eventually(t, "the connector's verdict counted", func() bool {
+		return metricValue(t, l, "socketwarp_listener_tunnel_connections_total", "outcome", "forbidden") == 1
 	})
 
 	if _, err := l.ClosePort(ctx, number); err != nil {

@@ -128,6 +128,17 @@ func (fc *fakeConnector) serve(st *quic.Stream) {
 	st.Close()
 }
 
+// ended waits for ctx, the context of a connection on the listener's side,
+// to end.
+func ended(t *testing.T, ctx context.Context) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+	case <-time.After(safety):
+		t.Fatal("the connection did not end on the listener's side")
+	}
+}
+
 func expectAlive(t *testing.T, conn *quic.Conn) {
 	t.Helper()
 	if err := context.Cause(conn.Context()); err != nil {
@@ -181,30 +192,22 @@ func TestStaleConnectionReplaced(t *testing.T) {
 	f := newFiles(t)
 	r := run(t, probeConfig(f))
 	stale := connectorConn(t, f, r.Listener, "swc-1") // accepts no stream: never answers
-	testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+	testutil.Eventually(t, "first connection bound", func() bool { return r.boundTo("swc-1", stale) })
+	staleEnd := r.sessions.Get("swc-1").Conn.Context()
 
 	fresh := connectorConn(t, f, r.Listener, "swc-1")
 	fc := playConnector(t, fresh, wire.VerdictOK)
-	testutil.ClosedByPeer(t, stale, wire.CodeReplaced)
-	testutil.Eventually(t, "replacement logged", func() bool {
-		return testutil.Logged(r.logs, "stale connection replaced", "old_remote", stale.LocalAddr().String())
-	})
-	if !testutil.Logged(r.logs, "stale connection replaced", logging.KeyReason, "no answer to a probe within 300ms") ||
-		!testutil.Logged(r.logs, "stale connection replaced", logging.KeyRemote, fresh.LocalAddr().String()) {
-		t.Error("the replacement log does not name the new remote and the probe's outcome")
-	}
-	// The stale session's cleanup has run...
-	testutil.Eventually(t, "old connection's end logged", func() bool {
-		return testutil.Logged(r.logs, "connector disconnected", logging.KeyRemote, stale.LocalAddr().String())
-	})
-	if !testutil.Logged(r.logs, "connector disconnected", logging.KeyReason, "replaced by a new connection") {
-		t.Error("the old connection's end does not say it was replaced")
-	}
-	// ...and the newcomer is still the one bound.
+	testutil.ClosedByPeer(t, stale, wire.CodeReplaced,
+		"replaced by a new connection from "+fresh.LocalAddr().String(), "no answer to a probe within 300ms")
+	testutil.Eventually(t, "newcomer bound", func() bool { return r.boundTo("swc-1", fresh) })
+	// The stale session's cleanup runs once its connection ended on the
+	// listener's side...
+	ended(t, staleEnd)
+	// ...and the newcomer stays the one bound.
 	expectAlive(t, fresh)
 	echoVia(t, dial(t, r.openPort(t, "swc-1")), "through the newcomer")
-	if fc.tunnels.Load() != 1 {
-		t.Fatalf("the newcomer served %d tunnels, want 1", fc.tunnels.Load())
+	if fc.tunnels.Load() != 1 || !r.boundTo("swc-1", fresh) {
+		t.Fatalf("the newcomer served %d tunnels (want 1), bound: %v", fc.tunnels.Load(), r.boundTo("swc-1", fresh))
 	}
 }
 
@@ -222,10 +225,13 @@ func TestLiveConnectionKeepsUID(t *testing.T) {
 
 			second := connectorConn(t, f, r.Listener, "swc-1")
 			testutil.ClosedByPeer(t, second, wire.CodeDuplicateUID)
-			if !testutil.Logged(r.logs, "connector refused", "probe", "answered the probe") {
-				t.Error("the refusal does not say the bound connector answered the probe")
+			if n := fc.probes.Load(); n != 1 {
+				t.Errorf("the bound connector answered %d probes, want 1", n)
 			}
-			if len(r.logs.FilterMessage("stale connection replaced").All()) != 0 {
+			if n := metricValue(t, r.Listener, "socketwarp_listener_handshake_refusals_total", "reason", reasonDuplicateUID); n != 1 {
+				t.Errorf("%v duplicate refusals counted, want 1", n)
+			}
+			if !r.boundTo("swc-1", first) {
 				t.Error("a live connection was replaced")
 			}
 			expectAlive(t, first)
@@ -246,16 +252,20 @@ func TestDrainingConnectionReplacedWithoutClose(t *testing.T) {
 	r := run(t, probeConfig(f))
 	old := connectorConn(t, f, r.Listener, "swc-1")
 	oldFC := playConnector(t, old, wire.VerdictGoingAway)
-	testutil.Eventually(t, "first connection bound", func() bool { return r.Connected("swc-1") })
+	testutil.Eventually(t, "first connection bound", func() bool { return r.boundTo("swc-1", old) })
+	oldEnd := r.sessions.Get("swc-1").Conn.Context()
 	port := r.openPort(t, "swc-1")
 	inFlight := dial(t, port)
 	echoVia(t, inFlight, "before")
 
 	fresh := connectorConn(t, f, r.Listener, "swc-1")
 	freshFC := playConnector(t, fresh, wire.VerdictOK)
-	testutil.Eventually(t, "replacement logged", func() bool {
-		return testutil.Logged(r.logs, "draining connection replaced", "old_remote", old.LocalAddr().String())
+	testutil.Eventually(t, "replacement counted", func() bool {
+		return metricValue(t, r.Listener, "socketwarp_listener_connector_drain_replacements_total") == 1
 	})
+	if !r.boundTo("swc-1", fresh) {
+		t.Fatal("the newcomer is not the one bound")
+	}
 	expectAlive(t, old)
 	echoVia(t, inFlight, "the old connection still carries its tunnel")
 	echoVia(t, dial(t, port), "a new client goes to the newcomer")
@@ -265,11 +275,12 @@ func TestDrainingConnectionReplacedWithoutClose(t *testing.T) {
 
 	inFlight.Close()
 	old.CloseWithError(wire.CodeGoingAway, "connector shutting down")
-	testutil.Eventually(t, "old connection's end logged", func() bool {
-		return testutil.Logged(r.logs, "connector disconnected", logging.KeyRemote, old.LocalAddr().String())
-	})
+	ended(t, oldEnd) // its session's cleanup follows
 	expectAlive(t, fresh)
 	echoVia(t, dial(t, port), "still through the newcomer")
+	if freshFC.tunnels.Load() != 2 || !r.boundTo("swc-1", fresh) {
+		t.Fatalf("the newcomer served %d tunnels (want 2), bound: %v", freshFC.tunnels.Load(), r.boundTo("swc-1", fresh))
+	}
 }
 
 // TestNewcomersRaceForStaleUID: two newcomers arrive while the bound
@@ -298,8 +309,11 @@ func TestNewcomersRaceForStaleUID(t *testing.T) {
 	}
 	testutil.ClosedByPeer(t, loser, wire.CodeDuplicateUID)
 	expectAlive(t, winner)
-	if n := len(r.logs.FilterMessage("stale connection replaced").All()); n != 1 {
-		t.Fatalf("%d replacements logged, want 1", n)
+	if !r.boundTo("swc-1", winner) {
+		t.Fatal("the winner is not the one bound")
+	}
+	if n := metricValue(t, r.Listener, "socketwarp_listener_handshake_refusals_total", "reason", reasonDuplicateUID); n != 1 {
+		t.Fatalf("%v duplicate refusals counted, want 1 (the loser)", n)
 	}
 	echoVia(t, dial(t, r.openPort(t, "swc-1")), "through the winner")
 }

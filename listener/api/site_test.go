@@ -44,7 +44,7 @@ func (r *refusals) get(reason string) int {
 func TestCrossSiteRefused(t *testing.T) {
 	svc := &recorder{}
 	var counted refusals
-	log, logs := testutil.Logger(t, "api")
+	log, _ := testutil.Logger(t, "api")
 	srv := httptest.NewServer(New(svc, log, WithAllowedHosts("listener.example.com"), WithRefusals(counted.add)))
 	t.Cleanup(srv.Close)
 	const open = `{"uid":"swc-1","port":8022,"connect_address":"127.0.0.1","connect_port":22}`
@@ -107,9 +107,6 @@ func TestCrossSiteRefused(t *testing.T) {
 			}
 			if got := counted.get(tc.refusal) - before; got != 1 {
 				t.Errorf("refusals %s counted %d times, want 1", tc.refusal, got)
-			}
-			if !testutil.Logged(logs, "api request refused", "refusal", tc.refusal) {
-				t.Errorf("no 'api request refused' line with refusal %s", tc.refusal)
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/socket-warp/socket-warp/shared/logging"
@@ -227,37 +228,65 @@ func mustASN1(t testing.TB, v any) []byte {
 	return b
 }
 
+// Run looks at the file every Refresh (the default here, on synctest's
+// clock): a change is taken at the next look, not before; a file that goes
+// away, or is broken, leaves the list as it was; once it is back, Run takes
+// it (it retries after a failure).
 func TestCRLRunPicksUpFileChange(t *testing.T) {
-	ca := newCA(t, "crl test CA")
-	first, second := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
-	path := filepath.Join(t.TempDir(), "ca.crl")
-	now := time.Now()
-	writeFile(t, path, crlOf(t, ca, 1, now, first))
-	var changes atomic.Int64
-	c := newCRL(t, CRLOptions{
-		Path: path, CAs: fixedCAs(ca.Cert),
-		Refresh: 10 * time.Millisecond, OnChange: func() { changes.Add(1) },
-	})
-	runCRL(t, c)
+	synctest.Test(t, func(t *testing.T) {
+		ca := newCA(t, "crl test CA")
+		first, second := issue(t, ca, "swc-1"), issue(t, ca, "swc-2")
+		path := filepath.Join(t.TempDir(), "ca.crl")
+		now := time.Now()
+		writeFile(t, path, crlOf(t, ca, 1, now, first))
+		var changes atomic.Int64
+		c := newCRL(t, CRLOptions{Path: path, CAs: fixedCAs(ca.Cert), OnChange: func() { changes.Add(1) }})
+		runCRL(t, c)
+		failing := func() bool {
+			c.reloadMu.Lock()
+			defer c.reloadMu.Unlock()
+			return c.failing
+		}
+		// next lets the clock reach Run's next look, and Run finish it.
+		next := func() {
+			time.Sleep(DefaultCRLFileRefresh)
+			synctest.Wait()
+		}
 
-	writeFile(t, path, pemCRL(crlOf(t, ca, 2, now.Add(time.Second), first, second)))
-	testutil.Eventually(t, "the new CRL", func() bool { return c.Revoked(second) && changes.Load() == 1 })
+		writeFile(t, path, pemCRL(crlOf(t, ca, 2, now.Add(time.Second), first, second)))
+		time.Sleep(DefaultCRLFileRefresh - time.Millisecond)
+		synctest.Wait()
+		if c.Revoked(second) || changes.Load() != 0 {
+			t.Fatal("the new CRL taken before the refresh")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if !c.Revoked(second) || changes.Load() != 1 {
+			t.Fatalf("at the refresh: second revoked %v, %d changes; want the new CRL", c.Revoked(second), changes.Load())
+		}
 
-	// A file that goes away, or is broken, leaves the list as it was;
-	// once it is back, Run takes it (it retries after a failure).
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, "the failed refresh", func() bool {
-		c.reloadMu.Lock()
-		defer c.reloadMu.Unlock()
-		return c.failing
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		next()
+		if !failing() {
+			t.Fatal("no failed refresh with the file gone")
+		}
+		if !c.Revoked(first) || !c.Revoked(second) || changes.Load() != 1 {
+			t.Fatal("the list changed with the file gone")
+		}
+		writeFile(t, path, []byte("broken"))
+		next()
+		if !failing() || !c.Revoked(first) || changes.Load() != 1 {
+			t.Fatal("a broken file changed the list, or counted as working")
+		}
+		writeFile(t, path, crlOf(t, ca, 3, now.Add(2*time.Second), second))
+		next()
+		if failing() || c.Revoked(first) || changes.Load() != 2 {
+			t.Fatalf("after the file came back: failing %v, first revoked %v, %d changes; want the third CRL",
+				failing(), c.Revoked(first), changes.Load())
+		}
 	})
-	if !c.Revoked(first) || !c.Revoked(second) {
-		t.Fatal("the list changed with the file gone")
-	}
-	writeFile(t, path, crlOf(t, ca, 3, now.Add(2*time.Second), second))
-	testutil.Eventually(t, "the CRL to come back", func() bool { return !c.Revoked(first) && changes.Load() == 2 })
 }
 
 // The same content written again is no change.
@@ -596,30 +625,36 @@ func TestCRLFollowsCARotation(t *testing.T) {
 }
 
 // With CAsChanged, Run reads the source at once after a rotation, long
-// before its next refresh, and takes the new CA's CRL written earlier.
+// before its next refresh (no time passes on synctest's clock), and takes
+// the new CA's CRL written earlier.
 func TestCRLRunReloadsOnCAChange(t *testing.T) {
-	oldCA, nextCA := newCA(t, "crl test CA 1"), newCA(t, "crl test CA 2")
-	newRevoked, newGood := issue(t, nextCA, "swc-2"), issue(t, nextCA, "swc-3")
-	now := time.Now()
-	path := filepath.Join(t.TempDir(), "ca.crl")
-	writeFile(t, path, crlOf(t, oldCA, 7, now))
-	cas := newRotatingCAs(oldCA.Cert)
-	casChanged := make(chan struct{}, 1)
-	var changes atomic.Int64
-	c := newCRL(t, CRLOptions{
-		Path: path, CAs: cas.get, CAsChanged: casChanged, Refresh: time.Hour,
-		OnChange: func() { changes.Add(1) },
-	})
-	runCRL(t, c)
+	synctest.Test(t, func(t *testing.T) {
+		oldCA, nextCA := newCA(t, "crl test CA 1"), newCA(t, "crl test CA 2")
+		newRevoked, newGood := issue(t, nextCA, "swc-2"), issue(t, nextCA, "swc-3")
+		now := time.Now()
+		path := filepath.Join(t.TempDir(), "ca.crl")
+		writeFile(t, path, crlOf(t, oldCA, 7, now))
+		cas := newRotatingCAs(oldCA.Cert)
+		casChanged := make(chan struct{}, 1)
+		var changes atomic.Int64
+		c := newCRL(t, CRLOptions{
+			Path: path, CAs: cas.get, CAsChanged: casChanged, Refresh: time.Hour,
+			OnChange: func() { changes.Add(1) },
+		})
+		runCRL(t, c)
 
-	writeFile(t, path, crlOf(t, nextCA, 1, now, newRevoked))
-	cas.set(nextCA.Cert)
-	casChanged <- struct{}{}
-	testutil.Eventually(t, "the new CA's CRL", func() bool { return changes.Load() == 1 })
-	wantRefusal(t, c.Check(stateOf(newRevoked)), fmt.Sprintf("certificate serial %s is revoked (CRL)", newRevoked.SerialNumber), false)
-	if err := c.Check(stateOf(newGood)); err != nil {
-		t.Errorf("Check(good certificate of the new CA) = %v", err)
-	}
+		writeFile(t, path, crlOf(t, nextCA, 1, now, newRevoked))
+		cas.set(nextCA.Cert)
+		casChanged <- struct{}{}
+		synctest.Wait()
+		if n := changes.Load(); n != 1 || time.Since(now) != 0 {
+			t.Fatalf("%d changes after %s, want the new CA's CRL at once", n, time.Since(now))
+		}
+		wantRefusal(t, c.Check(stateOf(newRevoked)), fmt.Sprintf("certificate serial %s is revoked (CRL)", newRevoked.SerialNumber), false)
+		if err := c.Check(stateOf(newGood)); err != nil {
+			t.Errorf("Check(good certificate of the new CA) = %v", err)
+		}
+	})
 }
 
 // A CA certificate issued again with the same key and name still vouches

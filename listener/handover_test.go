@@ -44,7 +44,7 @@ func TestHandOverToTheAnnouncedCertificate(t *testing.T) {
 	if r.HandOvers() != 1 {
 		t.Fatalf("%d hand-overs counted, want 1", r.HandOvers())
 	}
-	if s := r.sessions.Get("swc-1"); s == nil || serial(s) != newTLS.Certificates[0].Leaf.SerialNumber.Text(16) {
+	if s := r.sessions.Holder("swc-1"); s == nil || serial(s) != newTLS.Certificates[0].Leaf.SerialNumber.Text(16) {
 		t.Error("the announced certificate is not the one bound")
 	}
 	expectAlive(t, old)
@@ -115,7 +115,7 @@ func TestHandOverAuthorityPassesOn(t *testing.T) {
 	b := dialWith(t, r, bTLS)
 	bFC := playHandingOver(t, b, fingerprint(cTLS))
 	testutil.Eventually(t, "A handed over to B", func() bool { return aFC.notices.Load() == 1 })
-	bEnd := r.sessions.Get("swc-1").Conn.Context()
+	bEnd := r.sessions.Holder("swc-1").Conn.Context()
 	c := dialWith(t, r, cTLS)
 	playConnector(t, c, wire.VerdictOK)
 	testutil.Eventually(t, "B handed over to C", func() bool { return bFC.notices.Load() == 1 })

@@ -193,7 +193,7 @@ func TestStaleConnectionReplaced(t *testing.T) {
 	r := run(t, probeConfig(f))
 	stale := connectorConn(t, f, r.Listener, "swc-1") // accepts no stream: never answers
 	testutil.Eventually(t, "first connection bound", func() bool { return r.boundTo("swc-1", stale) })
-	staleEnd := r.sessions.Get("swc-1").Conn.Context()
+	staleEnd := r.sessions.Holder("swc-1").Conn.Context()
 
 	fresh := connectorConn(t, f, r.Listener, "swc-1")
 	fc := playConnector(t, fresh, wire.VerdictOK)
@@ -253,7 +253,7 @@ func TestDrainingConnectionReplacedWithoutClose(t *testing.T) {
 	old := connectorConn(t, f, r.Listener, "swc-1")
 	oldFC := playConnector(t, old, wire.VerdictGoingAway)
 	testutil.Eventually(t, "first connection bound", func() bool { return r.boundTo("swc-1", old) })
-	oldEnd := r.sessions.Get("swc-1").Conn.Context()
+	oldEnd := r.sessions.Holder("swc-1").Conn.Context()
 	port := r.openPort(t, "swc-1")
 	inFlight := dial(t, port)
 	echoVia(t, inFlight, "before")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -264,4 +265,39 @@ func TestPortTableAdmit(t *testing.T) {
 	if _, _, err := tab.view(); err == nil {
 		t.Fatal("a stopped table has ports to serve")
 	}
+}
+
+// TestOpenOfATakenAddress: an open this listener cannot bind answers 409
+// naming the address in use and leaves nothing behind: not listed, not
+// stored, not re-binding in the background; the same open works once the
+// address is free.
+func TestOpenOfATakenAddress(t *testing.T) {
+	f := newFiles(t)
+	cfg := f.config()
+	l := launch(t, cfg)
+	connectorConn(t, f, l.Listener, "swc-1")
+	testutil.Eventually(t, "connector bound", func() bool { return l.Connected("swc-1") })
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := port.Spec{UID: "swc-1", Port: other.Addr().(*net.TCPAddr).Port, ConnectAddress: "db.internal", ConnectPort: 5432}
+	a := await(t, "open", request(http.MethodPost, l.api+"/open", openBody(spec)))
+	if a.status != http.StatusConflict || !strings.Contains(a.body, "address already in use") {
+		t.Fatalf("open of a taken address: %d %s, want 409 address already in use", a.status, a.body)
+	}
+	if got := l.listPorts(t); len(got) != 0 {
+		t.Fatalf("list: %+v, want none", got)
+	}
+	if snap, err := l.store.List(t.Context()); err != nil || len(snap.Ports) != 0 {
+		t.Fatalf("stored: %+v, %v; want none", snap.Ports, err)
+	}
+	other.Close()
+	// The answer came after the port was closed, its re-binding loop
+	// included: nothing takes the address now it is free.
+	expectFree(t, "tcp", spec.Port)
+	if a := await(t, "open", request(http.MethodPost, l.api+"/open", openBody(spec))); a.status != http.StatusOK {
+		t.Fatalf("open of the freed address: %d %s", a.status, a.body)
+	}
+	expectBound(t, spec.Port)
 }

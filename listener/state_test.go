@@ -223,8 +223,8 @@ func TestOpenedPortsSurviveRestart(t *testing.T) {
 	if err := clientOutcome(t, spec.Port); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client of a restored port without its connector: %v, want connection reset", err)
 	}
-	testutil.Eventually(t, "the refusal logged", func() bool {
-		return testutil.Logged(second.logs, "tunnel refused", "reason", "connector not connected")
+	testutil.Eventually(t, "the client counted as refused for want of a connector", func() bool {
+		return second.outcomes[outcomeNoConnector].Load() == 1
 	})
 
 	if status, body := httpDo(t, http.MethodDelete, second.api+"/close", "", closeBody(spec.Port)); status != http.StatusOK || body != openBody(spec) {

@@ -401,15 +401,10 @@ func TestRetriesAfterDuplicateUIDRefusal(t *testing.T) {
 	}
 	// The line is the feature: the README's refusal table tells operators
 	// that the connector logs the listener's reason, with its code, at error.
-	if !loggedAt(r.logs, zapcore.ErrorLevel, "listener refused this connector", "duplicate uid: uid swc-1 is already connected") {
+	errs := r.logs.FilterLevelExact(zapcore.ErrorLevel)
+	if !testutil.Logged(errs, "listener refused this connector", logging.KeyReason, "duplicate uid: uid swc-1 is already connected") {
 		t.Error(`no error "listener refused this connector" with the listener's code and reason`)
 	}
-}
-
-// loggedAt reports whether an entry at level with message msg has a reason
-// containing want.
-func loggedAt(logs *observer.ObservedLogs, level zapcore.Level, msg, want string) bool {
-	return testutil.Logged(logs.FilterLevelExact(level), msg, logging.KeyReason, want)
 }
 
 // A listener whose UDP port swallows everything (what a firewall dropping
@@ -427,7 +422,8 @@ func TestSilentListenerLoggedAsUDPBlocked(t *testing.T) {
 	testutil.Eventually(t, "a second failed attempt", func() bool { return r.reconnectsFor(t, reconnectConnectFailed) >= 2 })
 	// The words are the feature: the README's troubleshooting catalogue
 	// sends operators who see them to "UDP blocked".
-	if !loggedAt(r.logs, zapcore.WarnLevel, "connect failed", "no answer from the listener: is it running, and is UDP allowed out?") {
+	warnings := r.logs.FilterLevelExact(zapcore.WarnLevel)
+	if !testutil.Logged(warnings, "connect failed", logging.KeyReason, "no answer from the listener: is it running, and is UDP allowed out?") {
 		t.Error("no connect failure explained as blocked UDP")
 	}
 }
@@ -544,7 +540,8 @@ func TestPolicyNameResolvingToDisallowedAddress(t *testing.T) {
 	// to. The stream was counted before its verdict, but logged after.
 	target := fmt.Sprintf("localhost:%d", echo.Port)
 	testutil.Eventually(t, "the refusal of "+target+" logged with what the name resolved to", func() bool {
-		return loggedAt(r.logs.FilterField(logging.Target(target)), zapcore.WarnLevel, "stream refused", "localhost resolves to 127.0.0.1")
+		warnings := r.logs.FilterField(logging.Target(target)).FilterLevelExact(zapcore.WarnLevel)
+		return testutil.Logged(warnings, "stream refused", logging.KeyReason, "localhost resolves to 127.0.0.1")
 	})
 }
 

@@ -103,16 +103,35 @@ func (r *running) stop(t *testing.T) error {
 	}
 }
 
-// hasLog reports whether an entry with msg has a reason containing want.
-func (r *running) hasLog(msg, want string) bool {
-	return testutil.Logged(r.logs, msg, logging.KeyReason, want)
+func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	v, _ := testutil.Gather(t, r.Metrics()).Value(name, labels...)
+	return v
 }
 
-// expectLog waits for a log entry: the connector logs a refused stream only
-// after it has answered it and drained what the listener sent.
-func (r *running) expectLog(t *testing.T, msg, want string) {
+// streams is how many streams the connector answered with outcome
+// (socketwarp_connector_streams_total). A stream is counted before its
+// verdict goes out: once a test has read the verdict, it is counted.
+func (r *running) streams(t *testing.T, outcome string) float64 {
 	t.Helper()
-	testutil.Eventually(t, fmt.Sprintf("log %q with reason %q", msg, want), func() bool { return r.hasLog(msg, want) })
+	return r.metric(t, "socketwarp_connector_streams_total", "outcome", outcome)
+}
+
+// expectStreams checks the count of every stream outcome; outcomes not in
+// want must be 0.
+func (r *running) expectStreams(t *testing.T, want map[string]float64) {
+	t.Helper()
+	for _, o := range streamOutcomes {
+		if got := r.streams(t, o); got != want[o] {
+			t.Errorf("streams_total{outcome=%q} = %v, want %v", o, got, want[o])
+		}
+	}
+}
+
+// reconnectsFor is socketwarp_connector_reconnects_total{reason}.
+func (r *running) reconnectsFor(t *testing.T, reason string) float64 {
+	t.Helper()
+	return r.metric(t, "socketwarp_connector_reconnects_total", "reason", reason)
 }
 
 // connected starts a server and a connector and returns the server's end of
@@ -252,7 +271,8 @@ func TestMalformedHeaderRefusedConnectionStays(t *testing.T) {
 			expectAlive(t, conn)
 		})
 	}
-	r.expectLog(t, "stream refused", "unsupported stream header version")
+	// Refused, and counted as such: nothing was dialled.
+	r.expectStreams(t, map[string]float64{streamBadHeader: 5})
 	roundTrip(t, conn, echo, []byte("still carrying tunnels"))
 }
 
@@ -308,7 +328,7 @@ func TestHeaderTimeout(t *testing.T) {
 
 	expectAlive(t, conn)
 	roundTrip(t, conn, echo, []byte("and still does"))
-	r.expectLog(t, "stream refused", "deadline exceeded")
+	r.expectStreams(t, map[string]float64{streamOK: 2, streamBadHeader: 2})
 }
 
 func TestDialFailure(t *testing.T) {
@@ -326,7 +346,10 @@ func TestDialFailure(t *testing.T) {
 	expectEnd(t, st)
 	abort(st)
 	expectAlive(t, conn)
-	r.expectLog(t, "stream refused", "connection refused")
+	r.expectStreams(t, map[string]float64{streamDialFailed: 1})
+	if n := r.metric(t, "socketwarp_connector_dial_failures_total", "target", closed.String()); n != 1 {
+		t.Fatalf("dial failures of %s: %v, want 1", closed, n)
+	}
 }
 
 func TestPipelinedPayloadAfterValidHeader(t *testing.T) {
@@ -373,15 +396,14 @@ func TestRetriesAfterDuplicateUIDRefusal(t *testing.T) {
 
 	second := srv.accept(t)
 	expectAlive(t, second)
-	if !r.hasLog("listener refused this connector", "already connected") {
-		t.Fatal(`connector did not log "listener refused this connector" with the listener's reason`)
+	if n := r.reconnectsFor(t, reconnectRefused); n != 1 {
+		t.Fatalf("reconnects after a refusal: %v, want 1", n)
 	}
-	e := r.logs.FilterMessage("listener refused this connector").All()[0]
-	if e.Level != zapcore.ErrorLevel {
-		t.Errorf("refusal logged at %s, want error", e.Level)
-	}
-	if !strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), "duplicate uid") {
-		t.Errorf("refusal reason %v does not name the code", e.ContextMap()[logging.KeyReason])
+	// The line is the feature: the README's refusal table tells operators
+	// that the connector logs the listener's reason, with its code, at error.
+	errs := r.logs.FilterLevelExact(zapcore.ErrorLevel)
+	if !testutil.Logged(errs, "listener refused this connector", logging.KeyReason, "duplicate uid: uid swc-1 is already connected") {
+		t.Error(`no error "listener refused this connector" with the listener's code and reason`)
 	}
 }
 
@@ -397,11 +419,12 @@ func TestSilentListenerLoggedAsUDPBlocked(t *testing.T) {
 	cfg := testConfig(t, p, hole.LocalAddr().(*net.UDPAddr).Port)
 	cfg.KeepAlive, cfg.IdleTimeout = Duration(100*time.Millisecond), Duration(300*time.Millisecond)
 	r := start(t, cfg)
-	testutil.Eventually(t, "a second failed attempt", func() bool {
-		return len(r.logs.FilterMessage("connect failed").All()) >= 2
-	})
-	if !r.hasLog("connect failed", "no answer from the listener: is it running, and is UDP allowed out?") {
-		t.Errorf("connect failed lines: %v", r.logs.FilterMessage("connect failed").All())
+	testutil.Eventually(t, "a second failed attempt", func() bool { return r.reconnectsFor(t, reconnectConnectFailed) >= 2 })
+	// The words are the feature: the README's troubleshooting catalogue
+	// sends operators who see them to "UDP blocked".
+	warnings := r.logs.FilterLevelExact(zapcore.WarnLevel)
+	if !testutil.Logged(warnings, "connect failed", logging.KeyReason, "no answer from the listener: is it running, and is UDP allowed out?") {
+		t.Error("no connect failure explained as blocked UDP")
 	}
 }
 
@@ -452,19 +475,6 @@ func expectForbidden(t *testing.T, conn *quic.Conn, host string, port int) {
 	expectAlive(t, conn)
 }
 
-// expectRefusalLogged waits for the warning about target with reason detail.
-func (r *running) expectRefusalLogged(t *testing.T, target, detail string) {
-	t.Helper()
-	testutil.Eventually(t, fmt.Sprintf("refusal of %s logged with %q", target, detail), func() bool {
-		for _, e := range r.logs.FilterMessage("stream refused").FilterField(logging.Target(target)).All() {
-			if e.Level == zapcore.WarnLevel && strings.Contains(fmt.Sprint(e.ContextMap()[logging.KeyReason]), detail) {
-				return true
-			}
-		}
-		return false
-	})
-}
-
 // TestPolicyRefusesTargetConnectionStays: the echo server listens on
 // 127.0.0.1, so every refused target but the closed port would have been
 // reachable: "forbidden" shows the connector did not dial.
@@ -491,7 +501,8 @@ func TestPolicyRefusesTargetConnectionStays(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { expectForbidden(t, conn, tc.host, tc.port) })
 	}
-	r.expectRefusalLogged(t, fmt.Sprintf("127.0.0.1:%d", closed), fmt.Sprintf("no rule covers 127.0.0.1 port %d", closed))
+	// "forbidden" for each: refused by the policy, none dialled.
+	r.expectStreams(t, map[string]float64{streamForbidden: 8})
 
 	// The connection still carries what the policy allows: the address, its
 	// IPv4-mapped form, and a name resolving to it.
@@ -514,7 +525,7 @@ func TestPolicyHostnameRule(t *testing.T) {
 	expectForbidden(t, conn, "localhost", closed)
 	expectForbidden(t, conn, "localhost.", echo.Port)
 	expectForbidden(t, conn, "xlocalhost", echo.Port)
-	r.expectRefusalLogged(t, fmt.Sprintf("127.0.0.1:%d", echo.Port), "no rule covers 127.0.0.1")
+	r.expectStreams(t, map[string]float64{streamOK: 2, streamForbidden: 4})
 }
 
 // TestPolicyNameResolvingToDisallowedAddress: with address rules only, a
@@ -524,7 +535,14 @@ func TestPolicyNameResolvingToDisallowedAddress(t *testing.T) {
 	echo := testutil.EchoServer(t)
 	conn, r := connected(t, allow(fmt.Sprintf("192.0.2.0/24:%d,[2001:db8::/32]:%d", echo.Port, echo.Port)))
 	expectForbidden(t, conn, "localhost", echo.Port)
-	r.expectRefusalLogged(t, fmt.Sprintf("localhost:%d", echo.Port), "localhost resolves to 127.0.0.1")
+	// The line is the feature: the README says the connector logs why, with
+	// the target, and it is the only place that says what the name resolved
+	// to. The stream was counted before its verdict, but logged after.
+	target := fmt.Sprintf("localhost:%d", echo.Port)
+	testutil.Eventually(t, "the refusal of "+target+" logged with what the name resolved to", func() bool {
+		warnings := r.logs.FilterLevelExact(zapcore.WarnLevel)
+		return testutil.Logged(warnings.FilterField(logging.Target(target)), "stream refused", logging.KeyReason, "localhost resolves to 127.0.0.1")
+	})
 }
 
 func TestPolicyNoneRefusesEverything(t *testing.T) {

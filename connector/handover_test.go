@@ -18,12 +18,6 @@ func renewed(t *testing.T, p *testutil.PKI, srv *server) *quic.Conn {
 	return srv.accept(t)
 }
 
-func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	v, _ := testutil.Gather(t, r.Metrics()).Value(name, labels...)
-	return v
-}
-
 // TestHandOverOnNewCertificate: new certificate files move the connector
 // to a new connection presenting them (a notice it did not ask for is
 // refused). Until the listener's notice, probes
@@ -56,9 +50,8 @@ func TestHandOverOnNewCertificate(t *testing.T) {
 	testutil.Eventually(t, "hand-over counted", func() bool {
 		return r.metric(t, "socketwarp_connector_handovers_total", "result", "ok") == 1
 	})
-	if !r.hasLog("draining", "handed over to a new connection") {
-		t.Error("the old connection's drain is not logged")
-	}
+	// The old connection drains: it keeps its tunnel, and closes only once
+	// the tunnel has ended (below).
 	echoOnce(t, tunnel, "the old connection still carries its tunnel")
 	roundTrip(t, next, testutil.EchoServer(t), []byte("the new connection serves"))
 	if n := r.metric(t, "socketwarp_connector_connections"); n != 2 {

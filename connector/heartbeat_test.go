@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,7 +107,26 @@ func TestHeartbeatDrawsStatelessReset(t *testing.T) {
 	if n := r.reconnects(reconnectReset); n != 1 {
 		t.Fatalf("reconnects after a stateless reset: %d, want 1", n)
 	}
-	if !r.hasLog("connection lost", "stateless reset") {
-		t.Errorf("connection lost lines: %v", r.logs.FilterMessage("connection lost").All())
+}
+
+// TestDescribe: the reason a lost connection is logged with names what
+// happened in words an operator can act on (docs/troubleshooting.md).
+func TestDescribe(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		dialing bool
+		want    string
+	}{
+		{"stateless reset", &quic.StatelessResetError{}, false, "(stateless reset): it restarted without closing it"},
+		{"silence while dialling", &quic.IdleTimeoutError{}, true, "no answer from the listener: is it running, and is UDP allowed out?"},
+		{"handshake timeout", &quic.HandshakeTimeoutError{}, false, "no answer from the listener"},
+		{"silence on a connection", &quic.IdleTimeoutError{}, false, "no packet from the listener within the idle timeout"},
+		{"listener's close", &quic.ApplicationError{Remote: true, ErrorCode: wire.CodeDuplicateUID, ErrorMessage: "uid swc-1 is already connected"},
+			false, "listener closed the connection: duplicate uid: uid swc-1 is already connected"},
+	} {
+		if got := describe(tc.err, tc.dialing); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want it to contain %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -99,6 +99,9 @@ type options struct {
 	log   *zap.Logger
 	now   func() time.Time
 	caKey *rsa.PrivateKey // tests: skip the slow key generation
+	// refused, when set, is told every enrolment refused and why (tests:
+	// the client is told no more than badRequest).
+	refused func(uid, reason string)
 }
 
 // WithLogger sets the logger (default: none). Secrets are never logged.
@@ -121,8 +124,10 @@ func WithClock(now func() time.Time) Option {
 
 func withCAKey(k *rsa.PrivateKey) Option { return func(o *options) { o.caKey = k } }
 
+func withRefusals(f func(uid, reason string)) Option { return func(o *options) { o.refused = f } }
+
 func buildOptions(opts []Option) options {
-	o := options{log: zap.NewNop(), now: time.Now}
+	o := options{log: zap.NewNop(), now: time.Now, refused: func(string, string) {}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -132,9 +137,10 @@ func buildOptions(opts []Option) options {
 // CA is a development SCEP certificate authority backed by one state file.
 // Its methods and handlers are safe for concurrent use.
 type CA struct {
-	path string
-	log  *zap.Logger
-	now  func() time.Time
+	path    string
+	log     *zap.Logger
+	now     func() time.Time
+	refused func(uid, reason string)
 
 	// Fixed after Open.
 	caCert        *x509.Certificate
@@ -237,6 +243,7 @@ func load(path string, st *state, o options) (*CA, error) {
 		path:          path,
 		log:           o.log,
 		now:           o.now,
+		refused:       o.refused,
 		caCert:        caCert,
 		caKey:         caKey,
 		serverCertPEM: []byte(st.Server.CertPEM),

@@ -152,6 +152,7 @@ func (ca *CA) pkiOperation(raw []byte) ([]byte, error) {
 
 	fail := func(uid, reason string) ([]byte, error) {
 		log.Warn("enrolment refused", zap.String("uid", uid), zap.String("reason", reason))
+		ca.refused(uid, reason)
 		rep, err := msg.Fail(ca.caCert, ca.caKey, scep.BadRequest)
 		if err != nil {
 			return nil, fmt.Errorf("devca: build failure reply: %w", err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -110,8 +111,6 @@ func (p *proc) output() string {
 	defer p.mu.Unlock()
 	return p.out.String()
 }
-
-func (p *proc) logged(s string) bool { return strings.Contains(p.output(), s) }
 
 // stop ends the process gracefully, or kills it if it does not go.
 func (p *proc) stop() {
@@ -291,6 +290,37 @@ func (s *site) transferCtx(ctx context.Context, n int) error {
 	}
 }
 
+// remote is the address the listener sees the connector's bound
+// connection come from (GET /connections).
+func (s *site) remote() string {
+	s.t.Helper()
+	resp, err := s.api.Get(s.apiURL + "/connections")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var conns []struct{ UID, Remote string }
+	if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("GET /connections: %d, %v", resp.StatusCode, err)
+	}
+	if len(conns) != 1 || conns[0].UID != uid {
+		s.t.Fatalf("GET /connections: %+v, want %s alone", conns, uid)
+	}
+	return conns[0].Remote
+}
+
+// listenerMetric is a sample of the listener's /metrics; it fails the test
+// when there is none.
+func (s *site) listenerMetric(name string, labels ...string) float64 {
+	s.t.Helper()
+	m := testutil.ScrapeWith(s.t, s.api, s.apiURL+"/metrics", "")
+	v, ok := m.Value(name, labels...)
+	if !ok {
+		s.t.Fatalf("no %s %v in the listener's metrics:\n%s", name, labels, m)
+	}
+	return v
+}
+
 // up brings listener, connector and target up with port 9000 open.
 func (s *site) up() {
 	s.startTarget()
@@ -306,9 +336,9 @@ func TestTransferThroughNAT(t *testing.T) {
 	if err := s.transfer(9000, 16<<20); err != nil {
 		t.Fatal(err)
 	}
-	// The listener saw the connector from the router's address: a real NAT.
-	if !s.listener.logged("remote\": \"" + routerOut + ":") {
-		t.Fatalf("listener did not see the connector behind the NAT (%s)", routerOut)
+	// The listener sees the connector from the router's address: a real NAT.
+	if r := s.remote(); !strings.HasPrefix(r, routerOut+":") {
+		t.Fatalf("listener sees the connector from %s, want the NAT's address %s", r, routerOut)
 	}
 	// Nothing in pub can reach the site directly.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -459,11 +489,18 @@ func TestConnectorKill9Restart(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
 	s.up()
+	killed := s.remote()
 	s.connector.kill9()
 	restarted := time.Now()
 	s.startConnector()
 	d := s.recovers("connector killed with -9 and restarted", restarted)
-	if !s.listener.logged("stale connection replaced") {
-		t.Errorf("recovered after %s, but not by replacing the stale connection", d)
+	// The new connection took the UID, and was never refused as a
+	// duplicate of the stale one, which did not go away by itself either
+	// (it said nothing): the listener replaced it.
+	if r := s.remote(); r == killed {
+		t.Errorf("recovered after %s, but the listener still has the killed connector's connection (%s)", d, r)
+	}
+	if n := s.listenerMetric("socketwarp_listener_handshake_refusals_total", "reason", "duplicate_uid"); n != 0 {
+		t.Errorf("recovered after %s, but the new connection was refused %v times as a duplicate", d, n)
 	}
 }

@@ -21,6 +21,13 @@ type Metrics map[string]*dto.MetricFamily
 // empty, and parses the text format. It fails the test on any error.
 func Scrape(t testing.TB, url, token string) Metrics {
 	t.Helper()
+	return ScrapeWith(t, http.DefaultClient, url, token)
+}
+
+// ScrapeWith is Scrape through client: one that dials into another network
+// namespace, say.
+func ScrapeWith(t testing.TB, client *http.Client, url, token string) Metrics {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +37,7 @@ func Scrape(t testing.TB, url, token string) Metrics {
 	}
 	// Plain text: the format both daemons must serve to any scraper.
 	req.Header.Set("Accept", "text/plain")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}

@@ -38,7 +38,8 @@ type Reloader struct {
 	log                       *zap.Logger
 	poll, debounce            time.Duration
 
-	cur atomic.Pointer[material]
+	cur      atomic.Pointer[material]
+	failures atomic.Int64 // reloads that kept the previous material
 
 	mu   sync.Mutex // serialises Reload; guards the following field
 	subs []chan struct{}
@@ -107,6 +108,7 @@ func (r *Reloader) Reload() error {
 	defer r.mu.Unlock()
 	m, err := r.load()
 	if err != nil {
+		r.failures.Add(1)
 		r.log.Error("certificate reload failed, keeping the previous certificates", zap.Error(err))
 		return err
 	}
@@ -215,6 +217,10 @@ func (r *Reloader) ClientConfig(serverName string) *tls.Config {
 	}
 	return c
 }
+
+// Failures is how many reloads failed and kept the previous material, for
+// tests and embedding: a reload that Run starts has no caller to tell.
+func (r *Reloader) Failures() int64 { return r.failures.Load() }
 
 // Leaf is the current certificate, for expiry checks and renewal. The caller
 // must not modify it.

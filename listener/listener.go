@@ -278,10 +278,14 @@ func (l *Listener) Run(ctx context.Context) error {
 		l.closeStore()
 		return err
 	}
+	// Until the API has answered its last request: an open it wrote to
+	// the store is bound, as it would be when it came in a moment earlier.
+	reconcileCtx, stopReconciling := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReconciling()
 	reconciled := make(chan struct{})
 	go func() {
 		defer close(reconciled)
-		l.reconciler.Run(ctx)
+		l.reconciler.Run(reconcileCtx)
 	}()
 
 	fatal := make(chan error, len(l.apiLns)+1)
@@ -305,6 +309,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	l.log.Info("shutting down")
 	stopAPI()
 	// No port opens or closes from here on.
+	stopReconciling()
 	<-reconciled
 	bindings := l.ports.stop()
 	// No new connector and no new client from here on; the tunnels that
